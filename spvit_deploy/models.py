@@ -1,0 +1,244 @@
+"""Dense ViTs as users name them: aliases, timm creation, checkpoint loading, shape facts.
+
+Stage 0 of the pipeline: `create_dense(name, ...)` returns a timm VisionTransformer with a
+class token, its weights from the hub (`pretrained=True`) or a local checkpoint.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import SpvitError
+
+ALIASES: dict[str, str] = {
+    "deit_t": "deit_tiny_patch16_224",
+    "deit_tiny": "deit_tiny_patch16_224",
+    "deit_s": "deit_small_patch16_224",
+    "deit_small": "deit_small_patch16_224",
+    "deit_b": "deit_base_patch16_224",
+    "deit_base": "deit_base_patch16_224",
+}
+
+
+def resolve_model_name(name: str) -> str:
+    """Map a user's model name (`deit_b`, `vit_small_patch16_224`, ...) to a timm name."""
+    import timm
+
+    timm_name = ALIASES.get(name, name)
+    base = timm_name.split(".")[0]
+    if not timm.is_model(base):
+        raise SpvitError(
+            f"unknown model '{name}'; use deit_t|deit_s|deit_b or a timm VisionTransformer "
+            f"name such as vit_small_patch16_224"
+        )
+    return timm_name
+
+
+@dataclass(frozen=True)
+class ViTDims:
+    """The shape facts of a class-token ViT that MAC counting and specs need."""
+
+    embed_dim: int
+    num_heads: int
+    depth: int
+    mlp_hidden: tuple[int, ...]  # dense FFN width per block
+    grid: tuple[int, int]  # patch grid (gh, gw)
+    patch_size: tuple[int, int]
+    in_chans: int
+    num_classes: int
+    qkv_bias: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + 1
+
+
+def check_supported(model: nn.Module, name: str) -> None:
+    """Raise unless `model` is a timm VisionTransformer with one class token and plain blocks."""
+    from timm.layers import Attention, Mlp
+    from timm.models.vision_transformer import Block, VisionTransformer
+
+    reason = None
+    if not isinstance(model, VisionTransformer):
+        reason = f"it is a {type(model).__name__}, not a timm VisionTransformer"
+    elif model.cls_token is None or model.num_prefix_tokens != 1:
+        reason = "it needs exactly one class token and no register tokens"
+    elif model.global_pool != "token":
+        reason = f"its head pools with '{model.global_pool}', not the class token"
+    elif getattr(model, "dynamic_img_size", False):
+        reason = "dynamic image size is not supported"
+    else:
+        for i, blk in enumerate(model.blocks):
+            if type(blk) is not Block or type(blk.attn) is not Attention or type(blk.mlp) is not Mlp:
+                reason = f"block {i} is not a plain pre-norm Block with Attention and Mlp"
+                break
+            if not isinstance(blk.attn.norm, nn.Identity) or getattr(blk.attn, "gate", None) is not None:
+                reason = f"block {i} normalises or gates its attention output"
+                break
+            if not isinstance(blk.mlp.norm, nn.Identity):
+                reason = f"block {i} normalises its FFN hidden units"
+                break
+    if reason:
+        raise SpvitError(f"model '{name}' is not supported: {reason}")
+
+
+def vit_dims(model: nn.Module) -> ViTDims:
+    """Read the dimensions of a supported VisionTransformer (dense, supernet or plain)."""
+    blk0 = model.blocks[0]
+    attn = blk0.attn
+    num_heads = getattr(attn, "num_heads", None) or getattr(attn, "dense_heads")
+    widths = []
+    for blk in model.blocks:
+        widths.append(getattr(blk.mlp, "dense_width", None) or blk.mlp.fc1.out_features)
+    pe = model.patch_embed
+    return ViTDims(
+        embed_dim=model.embed_dim,
+        num_heads=int(num_heads),
+        depth=len(model.blocks),
+        mlp_hidden=tuple(int(w) for w in widths),
+        grid=tuple(int(g) for g in pe.grid_size),  # type: ignore[arg-type]
+        patch_size=tuple(int(p) for p in pe.patch_size),  # type: ignore[arg-type]
+        in_chans=int(pe.proj.in_channels),
+        num_classes=int(model.num_classes),
+        qkv_bias=getattr(getattr(attn, "qkv", None), "bias", None) is not None,
+    )
+
+
+def _timm_kwargs(num_classes: int | None, img_size: int | None) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if num_classes is not None:
+        kw["num_classes"] = num_classes
+    if img_size is not None:
+        kw["img_size"] = img_size
+    return kw
+
+
+def create_dense(
+    name: str,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    num_classes: int | None = None,
+    img_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """Create the dense ViT `name`, random, from the hub, or from a local checkpoint."""
+    import timm
+
+    timm_name = resolve_model_name(name)
+    kw = _timm_kwargs(num_classes, img_size)
+    if pretrained and checkpoint is not None:
+        raise SpvitError("give either --pretrained or --checkpoint, not both")
+    if pretrained:
+        try:
+            model = timm.create_model(timm_name, pretrained=True, **kw)
+        except Exception as e:  # hub errors come in many types; all mean "could not fetch"
+            raise SpvitError(
+                f"could not load pretrained weights for '{timm_name}' from the hub "
+                f"({type(e).__name__}); offline? pass --checkpoint PATH to a local weights file"
+            ) from None
+    else:
+        model = timm.create_model(timm_name, pretrained=False, device=device, **kw)
+    check_supported(model, name)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model.eval()
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict from `.safetensors`, `.bin` or `.pth` (bare, `{'model': ...}`, `{'state_dict': ...}`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpvitError(f"checkpoint '{p}' does not exist; check the path")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(p))
+        else:
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SpvitError(
+            f"cannot read checkpoint '{p}' ({type(e).__name__}); "
+            "expected a .pth/.bin torch file or a .safetensors file"
+        ) from None
+    for key in ("model", "state_dict", "model_ema"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise SpvitError(f"checkpoint '{p}' holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def describe_key_mismatch(missing: list[str], unexpected: list[str], limit: int = 3) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys (first: {', '.join(missing[:limit])})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys (first: {', '.join(unexpected[:limit])})")
+    return "; ".join(parts)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a dense checkpoint (official DeiT or timm format) into `model`, strictly."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    state = read_state_dict(path)
+    try:
+        state = checkpoint_filter_fn(state, model)
+    except Exception as e:
+        raise SpvitError(f"checkpoint '{path}' does not fit this model ({type(e).__name__}: {e})") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected:
+        raise SpvitError(
+            f"checkpoint '{path}' does not fit this model: {describe_key_mismatch(missing, unexpected)}"
+        )
+    if wrong:
+        k = wrong[0]
+        raise SpvitError(
+            f"checkpoint '{path}' does not fit this model: {len(wrong)} tensors have other shapes "
+            f"(first: {k} is {tuple(state[k].shape)}, model wants {tuple(own[k].shape)}); "
+            "check --model, --num-classes and --img-size"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def data_config(model: nn.Module) -> dict[str, Any]:
+    """Input size, mean and std that the model was trained with (timm's pretrained config)."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    return {
+        "input_size": list(cfg["input_size"]),
+        "mean": [float(m) for m in cfg["mean"]],
+        "std": [float(s) for s in cfg["std"]],
+        "interpolation": cfg.get("interpolation", "bicubic"),
+        "crop_pct": float(cfg.get("crop_pct", 0.875)),
+    }
+
+
+def dims_for(name: str, num_classes: int | None = None, img_size: int | None = None) -> ViTDims:
+    """Dimensions of a named model without allocating its weights (built on the meta device)."""
+    import timm
+
+    timm_name = resolve_model_name(name)
+    model = timm.create_model(timm_name, pretrained=False, device="meta", **_timm_kwargs(num_classes, img_size))
+    check_supported(model, name)
+    return vit_dims(model)

@@ -1,0 +1,98 @@
+"""The plain network a spec describes: timm's VisionTransformer with standard layers swapped in.
+
+Conv blocks: Conv2d (BatchNorm folded) C->d, ReLU, Linear d->C on the patch grid, the class
+token passed through; skip blocks: no attention weights; FFNs: trimmed fc1/fc2.
+`build_plain(spec)` needs nothing but the spec; weights are loaded into it afterwards.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import SpvitError
+from .spec import CONV_KERNEL, ArchSpec
+
+
+class ConvAttention(nn.Module):
+    """Bottleneck conv in place of attention: (B, 1+N, C) -> (B, 1+N, C), class token passed through."""
+
+    def __init__(self, dim: int, head_dim: int, kernel_size: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.grid = tuple(grid)
+        self.conv = nn.Conv2d(dim, head_dim, kernel_size, padding=kernel_size // 2)
+        self.act = nn.ReLU()
+        self.proj = nn.Linear(head_dim, dim)
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        B, T, C = x.shape
+        gh, gw = self.grid
+        p = x[:, 1:].transpose(1, 2).reshape(B, C, gh, gw)
+        y = self.act(self.conv(p)).flatten(2).transpose(1, 2)
+        return torch.cat([x[:, :1], self.proj(y)], dim=1)
+
+
+class SkipAttention(nn.Module):
+    """No attention: patches get a zero branch, the class token is passed through."""
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.cat([x[:, :1], torch.zeros_like(x[:, 1:])], dim=1)
+
+
+class BiasOnly(nn.Module):
+    """An FFN whose every hidden unit was pruned: its output is fc2's bias."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand_as(x)
+
+
+def build_plain(spec: ArchSpec, device: str | torch.device | None = None) -> nn.Module:
+    """An uninitialised-weights plain network for `spec` (load a state dict into it)."""
+    import timm
+
+    from .models import check_supported, resolve_model_name
+
+    name = resolve_model_name(spec.model)
+    model = timm.create_model(
+        name, pretrained=False, num_classes=spec.num_classes, img_size=spec.img_size, device=device
+    )
+    check_supported(model, spec.model)
+    spec.validate_against(len(model.blocks), [b.mlp.fc1.out_features for b in model.blocks])
+    grid = tuple(model.patch_embed.grid_size)
+    C = model.embed_dim
+    for blk, b in zip(model.blocks, spec.blocks):
+        d = C // blk.attn.num_heads
+        if b.attn in CONV_KERNEL:
+            blk.attn = ConvAttention(C, d, CONV_KERNEL[b.attn], grid).to(device)
+        elif b.attn == "skip":
+            blk.attn = SkipAttention()
+        w = b.ffn_width
+        if w == 0:
+            blk.mlp = BiasOnly(C).to(device)
+        else:
+            blk.mlp.fc1 = nn.Linear(C, w, device=device)
+            blk.mlp.fc2 = nn.Linear(w, C, device=device)
+    model.spvit_spec = spec
+    return model.eval()
+
+
+def load_plain_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Strictly load `state` into a plain model, with a one-line error on mismatch."""
+    from .models import describe_key_mismatch
+
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise SpvitError(f"{where} does not match its arch spec: {describe_key_mismatch(missing, unexpected)}")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise SpvitError(
+                f"{where} does not match its arch spec: {k} is {tuple(state[k].shape)}, spec wants {tuple(v.shape)}"
+            )
+    model.load_state_dict(state, strict=True)

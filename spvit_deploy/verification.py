@@ -1,0 +1,128 @@
+"""End-to-end exactness checks: dense == supernet (all gates on) == materialized (gates pinned).
+
+Later stages (onnx, fused kernels, plugin and fp16 graphs, TensorRT) register themselves in
+`STAGES`; each takes the `VerifyContext` and returns a `Check`.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import SpvitError
+
+TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Check:
+    stage: str
+    max_abs_diff: float
+    ok: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyContext:
+    """What the stages compare: the plain model, its reference outputs and the inputs."""
+
+    model_name: str
+    spec: Any
+    plain: nn.Module
+    inputs: torch.Tensor
+    reference: torch.Tensor  # the plain network's logits on `inputs`, fp32
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    checks: tuple[Check, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+StageFn = Callable[[VerifyContext], Check]
+STAGES: dict[str, StageFn] = {}
+
+
+def register_stage(name: str) -> Callable[[StageFn], StageFn]:
+    def deco(fn: StageFn) -> StageFn:
+        STAGES[name] = fn
+        return fn
+
+    return deco
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max())
+
+
+def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Final features (B, T, C) and logits, flattened into one vector for comparison."""
+    feats = model.forward_features(x)
+    logits = model.forward_head(feats)
+    return torch.cat([feats.flatten(1), logits.flatten(1)], dim=1)
+
+
+@torch.no_grad()
+def verify(
+    model: str,
+    arch: Any,
+    checkpoint: str | None = None,
+    img_size: int | None = None,
+    num_classes: int | None = None,
+    stages: tuple[str, ...] = (),
+    batch: int = 2,
+    seed: int = 0,
+    tolerance: float = TOLERANCE,
+    options: dict[str, Any] | None = None,
+) -> VerifyReport:
+    """Build dense -> supernet -> materialized and compare each with the previous, in fp32."""
+    from .materialization import materialize
+    from .models import create_dense, resolve_model_name
+    from .spec import load_spec
+    from .supernet import fix_gates, randomize_supernet_state, set_all_gates, to_supernet
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise SpvitError(f"unknown verify stage(s) {unknown}; available: {sorted(STAGES)}")
+    spec = load_spec(arch) if isinstance(arch, str) else arch
+    spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
+    if resolve_model_name(model) != resolve_model_name(spec.model):
+        raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")
+    torch.manual_seed(seed)
+    dense = create_dense(model, checkpoint=checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, spec.img_size, spec.img_size, generator=g)
+    checks = []
+
+    dense_out = _outputs(dense, x)
+    supernet = to_supernet(copy.deepcopy(dense)).eval()
+    set_all_gates(supernet, True)
+    d = max_abs_diff(_outputs(supernet, x), dense_out)
+    checks.append(Check("supernet", d, d <= tolerance, {"vs": "dense"}))
+
+    randomize_supernet_state(supernet, g)
+    fix_gates(supernet, spec)
+    pinned_out = _outputs(supernet, x)
+    plain = materialize(supernet, spec)
+    plain_out = _outputs(plain, x)
+    d = max_abs_diff(plain_out, pinned_out)
+    checks.append(Check("materialize", d, d <= tolerance, {"vs": "supernet with gates pinned to the spec"}))
+
+    ctx = VerifyContext(
+        model_name=model,
+        spec=spec,
+        plain=plain,
+        inputs=x,
+        reference=plain(x),
+        options=dict(options or {}),
+    )
+    for s in stages:
+        checks.append(STAGES[s](ctx))
+    return VerifyReport(ok=all(c.ok for c in checks), checks=tuple(checks))
