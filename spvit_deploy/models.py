@@ -97,12 +97,20 @@ def check_supported(model: nn.Module, name: str) -> None:
 
 def vit_dims(model: nn.Module) -> ViTDims:
     """Read the dimensions of a supported VisionTransformer (dense, supernet or plain)."""
-    blk0 = model.blocks[0]
-    attn = blk0.attn
-    num_heads = getattr(attn, "num_heads", None) or getattr(attn, "dense_heads")
+    num_heads, qkv_bias = None, True
+    for blk in model.blocks:
+        attn = getattr(blk.attn, "msa", blk.attn)  # the supernet wraps timm's Attention as .msa
+        if hasattr(attn, "num_heads"):
+            num_heads, qkv_bias = attn.num_heads, attn.qkv.bias is not None
+            break
+        if hasattr(attn, "conv"):  # a plain conv block: d = C / H output channels
+            num_heads = model.embed_dim // attn.conv.out_channels
+    if num_heads is None:
+        raise SpvitError("cannot tell the number of heads: no block keeps attention or a conv")
     widths = []
     for blk in model.blocks:
-        widths.append(getattr(blk.mlp, "dense_width", None) or blk.mlp.fc1.out_features)
+        fc1 = getattr(blk.mlp, "fc1", None)  # a fully pruned plain FFN has none
+        widths.append(getattr(blk.mlp, "dense_width", None) or (fc1.out_features if fc1 is not None else 0))
     pe = model.patch_embed
     return ViTDims(
         embed_dim=model.embed_dim,
@@ -113,7 +121,7 @@ def vit_dims(model: nn.Module) -> ViTDims:
         patch_size=tuple(int(p) for p in pe.patch_size),  # type: ignore[arg-type]
         in_chans=int(pe.proj.in_channels),
         num_classes=int(model.num_classes),
-        qkv_bias=getattr(getattr(attn, "qkv", None), "bias", None) is not None,
+        qkv_bias=qkv_bias,
     )
 
 

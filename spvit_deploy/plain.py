@@ -48,7 +48,7 @@ class BiasOnly(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bias.expand_as(x)
+        return torch.zeros_like(x) + self.bias
 
 
 def build_plain(spec: ArchSpec, device: str | torch.device | None = None) -> nn.Module:

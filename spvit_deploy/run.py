@@ -37,10 +37,10 @@ class Run:
 def run_meta(model: nn.Module, spec: ArchSpec, **extra: Any) -> dict[str, Any]:
     """Deploy metadata: input size, mean/std, class count, MACs and params."""
     from .macs import cost
-    from .models import data_config, vit_dims
+    from .models import data_config, dims_for
 
     cfg = data_config(model)
-    dims = vit_dims(model)
+    dims = dims_for(spec.model, num_classes=spec.num_classes, img_size=spec.img_size)
     cfg["input_size"] = [dims.in_chans, spec.img_size, spec.img_size]
     c = cost(dims, spec)
     return {

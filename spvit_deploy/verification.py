@@ -6,6 +6,7 @@ Later stages (onnx, fused kernels, plugin and fp16 graphs, TensorRT) register th
 from __future__ import annotations
 
 import copy
+import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -48,6 +49,8 @@ class VerifyReport:
 
 StageFn = Callable[[VerifyContext], Check]
 STAGES: dict[str, StageFn] = {}
+# stage name -> module that registers it (imported only when the stage is asked for)
+STAGE_MODULES: dict[str, str] = {}
 
 
 def register_stage(name: str) -> Callable[[StageFn], StageFn]:
@@ -88,9 +91,12 @@ def verify(
     from .spec import load_spec
     from .supernet import fix_gates, randomize_supernet_state, set_all_gates, to_supernet
 
+    for s in stages:
+        if s in STAGE_MODULES and s not in STAGES:
+            importlib.import_module(STAGE_MODULES[s], __package__)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise SpvitError(f"unknown verify stage(s) {unknown}; available: {sorted(STAGES)}")
+        raise SpvitError(f"unknown verify stage(s) {unknown}; available: {sorted(set(STAGES) | set(STAGE_MODULES))}")
     spec = load_spec(arch) if isinstance(arch, str) else arch
     spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
     if resolve_model_name(model) != resolve_model_name(spec.model):
