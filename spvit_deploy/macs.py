@@ -123,12 +123,12 @@ def arch_stats(
     model: str, arch: ArchSpec | str, img_size: int | None = None, num_classes: int | None = None
 ) -> dict[str, Any]:
     """Dense vs compressed MACs/params for `model` and `arch` (a spec or `paper:<name>` / path)."""
-    from .models import dims_for, resolve_model_name
+    from .models import dims_for, same_model
     from .spec import load_spec
 
     spec = load_spec(arch) if isinstance(arch, str) else arch
     spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
-    if resolve_model_name(model) != resolve_model_name(spec.model):
+    if not same_model(model, spec.model):
         from .errors import SpvitError
 
         raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")

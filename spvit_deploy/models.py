@@ -39,6 +39,11 @@ def resolve_model_name(name: str) -> str:
     return timm_name
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two user/timm names denote the same architecture (pretrained tags ignored)."""
+    return resolve_model_name(a).split(".")[0] == resolve_model_name(b).split(".")[0]
+
+
 @dataclass(frozen=True)
 class ViTDims:
     """The shape facts of a class-token ViT that MAC counting and specs need."""

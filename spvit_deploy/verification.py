@@ -87,7 +87,7 @@ def verify(
 ) -> VerifyReport:
     """Build dense -> supernet -> materialized and compare each with the previous, in fp32."""
     from .materialization import materialize
-    from .models import create_dense, resolve_model_name
+    from .models import create_dense, same_model
     from .spec import load_spec
     from .supernet import fix_gates, randomize_supernet_state, set_all_gates, to_supernet
 
@@ -99,7 +99,7 @@ def verify(
         raise SpvitError(f"unknown verify stage(s) {unknown}; available: {sorted(set(STAGES) | set(STAGE_MODULES))}")
     spec = load_spec(arch) if isinstance(arch, str) else arch
     spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
-    if resolve_model_name(model) != resolve_model_name(spec.model):
+    if not same_model(model, spec.model):
         raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")
     torch.manual_seed(seed)
     dense = create_dense(model, checkpoint=checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
