@@ -29,6 +29,8 @@ def resolve_model_name(name: str) -> str:
     """Map a user's model name (`deit_b`, `vit_small_patch16_224`, ...) to a timm name."""
     import timm
 
+    from . import zoo  # noqa: F401  (registers the small demo ViTs, e.g. vit_nano_patch4_32)
+
     timm_name = ALIASES.get(name, name)
     base = timm_name.split(".")[0]
     if not timm.is_model(base):
