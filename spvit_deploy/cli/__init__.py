@@ -14,6 +14,7 @@ COMMANDS = {
     "arch-stats": "arch_stats",
     "verify": "verify",
     "materialize": "materialize",
+    "import-official": "import_official",
 }
 
 
