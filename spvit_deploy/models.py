@@ -184,7 +184,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
             obj: Any = load_file(str(p))
         else:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+            import argparse
+
+            with torch.serialization.safe_globals([argparse.Namespace]):  # training checkpoints keep their args
+                obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:
         raise SpvitError(
             f"cannot read checkpoint '{p}' ({type(e).__name__}); "

@@ -14,7 +14,7 @@ from spvit_deploy.plain import BiasOnly, ConvAttention, SkipAttention
 from spvit_deploy.spec import load_spec
 from spvit_deploy.supernet import fix_gates, randomize_supernet_state, to_supernet
 
-from conftest import TINY, random_spec
+from spvit_testing import TINY, random_spec
 
 
 def _pinned(dense, spec, seed=0):

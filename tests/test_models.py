@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from spvit_deploy.errors import SpvitError
 from spvit_deploy.models import create_dense, dims_for, resolve_model_name
 
-from conftest import TINY_IMG
+from spvit_testing import TINY_IMG
 
 
 @pytest.mark.parametrize(
