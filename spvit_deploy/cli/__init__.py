@@ -14,9 +14,6 @@ COMMANDS = {
     "arch-stats": "arch_stats",
     "verify": "verify",
     "materialize": "materialize",
-    "compress": "compress",
-    "search": "search",
-    "finetune": "finetune",
     "export-triton": "export_triton",
     "import-official": "import_official",
 }
