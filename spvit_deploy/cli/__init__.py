@@ -16,6 +16,9 @@ COMMANDS = {
     "materialize": "materialize",
     "export-triton": "export_triton",
     "import-official": "import_official",
+    "compress": "compress",
+    "search": "search",
+    "finetune": "finetune",
 }
 
 

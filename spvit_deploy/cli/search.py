@@ -1,0 +1,29 @@
+"""`spvit-deploy search`: the gate search alone; writes `arch.json` (at the target) and `search.safetensors`.
+
+Python: `spvit_deploy.train.search(config_for(model, data, target_gmacs=8.4, ...), out)`.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .train_options import add_train_options, config_from_args, print_result
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="gate search alone: derive an architecture spec at a MACs target")
+    add_train_options(p, ("search",))
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..train.pipeline import search
+
+    search(config_from_args(args), args.out, resume=args.resume, device=args.device, threads=args.threads,
+           progress=not args.no_progress)
+    report = Path(args.out) / "report.json"
+    if report.exists():  # rank 0
+        print_result(args, json.loads(report.read_text()), args.out)
+    return 0

@@ -1,0 +1,315 @@
+"""The compress pipeline: search -> derive the spec at the target -> fine-tune -> materialize,
+each stage resumable, in one run folder. `search` and `finetune` run the stages alone.
+
+Run folder: `config.json`, `metrics.jsonl`, `dense.json` (the dense model on `val/`),
+`checkpoints/<stage>.pt` (+ `.json`, the config it started with), after search `arch.json`
+and `search.safetensors` (the searched supernet), after fine-tuning the plain network
+(`model.safetensors`, `meta.json`, see `run.save_run`), and `report.json` / `report.md`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import macs as M
+from .._io import write_json
+from ..errors import SpvitError
+from ..models import ViTDims, create_dense, dims_for, resolve_model_name
+from ..spec import ArchSpec, load_spec
+from .config import TrainConfig
+from .data import Data, build_data, check_image_folder
+from .loop import LoopOptions, MetricsLog, Runtime, close_runtime, evaluate_top, resolve_amp, run_stage, setup_runtime
+
+SEARCH_WEIGHTS = "search.safetensors"
+# fields that do not change what a stage computes; a resume may change them
+FREE_FIELDS = {"checkpoint_every", "data.workers", "data.eval_batch_size", "recipe"}
+STAGE_FIELDS = {"search": ("finetune.",), "finetune": ("search.", "target_gmacs", "target_ratio")}  # ignored per stage
+
+
+@dataclass
+class Job:
+    """Everything the stages share: the process's runtime, config, data, dense model and teacher."""
+
+    rt: Runtime
+    cfg: TrainConfig
+    out: Path
+    model_name: str
+    dims: ViTDims
+    data: Data
+    dense: nn.Module
+    teacher: nn.Module | None
+    amp: torch.dtype | None
+    log: MetricsLog
+    opts: LoopOptions
+    resume: bool
+
+    def ckpt(self, stage: str) -> Path:
+        return self.out / "checkpoints" / f"{stage}.pt"
+
+
+def resolve_target(cfg: TrainConfig, dims: ViTDims) -> float:
+    """The target in MACs; one-line errors when it is missing, above the dense model or unreachable."""
+    dense, floor = M.cost(dims).macs, M.fixed_macs(dims)
+    if not (cfg.target_gmacs or cfg.target_ratio):
+        raise SpvitError("give a target: --target-gmacs X or --target-ratio R (a fraction of the dense MACs)")
+    target = cfg.target_gmacs * 1e9 if cfg.target_gmacs else cfg.target_ratio * dense
+    if target > dense * (1 + 1e-9):
+        raise SpvitError(f"target {target / 1e9:.4g} GMACs is above the dense model's {dense / 1e9:.4g} GMACs; "
+                         "give a smaller --target-gmacs or a --target-ratio <= 1")
+    if target < floor:
+        raise SpvitError(f"target {target / 1e9:.4g} GMACs is below the smallest reachable {floor / 1e9:.4g} GMACs "
+                         "(every attention skipped, every FFN unit pruned); give a larger target")
+    return target
+
+
+def check_inputs(cfg: TrainConfig, need_target: bool) -> tuple[ViTDims, float | None]:
+    """Cheap checks before anything is built: data layout, class count, model name, target."""
+    cfg.validate()
+    classes = check_image_folder(cfg.data.root)
+    if cfg.num_classes and cfg.num_classes != len(classes):
+        raise SpvitError(f"--num-classes {cfg.num_classes} but {cfg.data.root}/train has {len(classes)} class "
+                         "folders; drop --num-classes or fix the data")
+    dims = dims_for(cfg.model, num_classes=len(classes), img_size=cfg.img_size or None)
+    return dims, resolve_target(cfg, dims) if need_target else None
+
+
+def open_job(cfg: TrainConfig, out: str | Path, stages: tuple[str, ...], resume: bool, device: str = "auto",
+             threads: int = 0, progress: bool = True, dense: nn.Module | None = None) -> Job:
+    """Join the job, claim the run folder, build data, dense model and teacher."""
+    dims, _ = check_inputs(cfg, need_target="search" in stages)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SpvitError(f"--out '{out}' exists and is not a folder")
+    for stage in stages:
+        _claim_stage(out, stage, cfg, resume)
+    rt = setup_runtime(device, threads)
+    try:
+        if rt.is_main:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            write_json(out / "config.json", cfg.to_dict())
+            for stage in stages:
+                side = out / "checkpoints" / f"{stage}.json"
+                if not side.exists():
+                    write_json(side, cfg.to_dict())
+        rt.barrier()
+        torch.manual_seed(cfg.seed)  # random weights are the same on every rank and in every run
+        if dense is None:
+            dense = create_dense(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None,
+                                 num_classes=dims.num_classes, img_size=cfg.img_size or None)
+        dense = dense.to(rt.device).eval().requires_grad_(False)  # stages train deep copies of it
+        teacher = None
+        if cfg.distill != "none":
+            teacher = dense
+            if not (cfg.pretrained or cfg.checkpoint) and rt.is_main:
+                print("note: random dense weights (--no-pretrained): distilling from a random teacher", file=sys.stderr)
+        data = build_data(cfg.data, dense, cfg.seed, rt.world, rt.rank)
+        amp = resolve_amp(cfg.amp, rt.device)
+        opts = LoopOptions(seed=cfg.seed, amp=amp, clip_grad=cfg.clip_grad, checkpoint_every=cfg.checkpoint_every,
+                           mixup=_mixup(cfg, dims.num_classes), progress=progress)
+        log = MetricsLog(out / "metrics.jsonl", enabled=rt.is_main)
+        return Job(rt=rt, cfg=cfg, out=out, model_name=resolve_model_name(cfg.model), dims=dims, data=data,
+                   dense=dense, teacher=teacher, amp=amp, log=log, opts=opts, resume=resume)
+    except BaseException:
+        close_runtime(rt)
+        raise
+
+
+def _claim_stage(out: Path, stage: str, cfg: TrainConfig, resume: bool) -> None:
+    """Refuse to overwrite a stage without --resume, or to resume it with another config."""
+    ckpt, side = out / "checkpoints" / f"{stage}.pt", out / "checkpoints" / f"{stage}.json"
+    if not resume:
+        if ckpt.exists() or side.exists():
+            raise SpvitError(f"'{out}' already holds a {stage} run; pass --resume to continue it or choose a new --out")
+        return
+    if side.exists():
+        old = TrainConfig.from_dict(json.loads(side.read_text()), where=str(side))
+        ignored = STAGE_FIELDS[stage]
+        diff = [k for k in cfg.differences(old) if k not in FREE_FIELDS and not k.startswith(ignored)]
+        if diff:
+            raise SpvitError(f"cannot resume the {stage} stage in '{out}' with other settings ({', '.join(diff[:4])} "
+                             "differ); repeat the original command with --resume, or choose a new --out")
+
+
+def _mixup(cfg: TrainConfig, num_classes: int) -> Any:
+    """timm's Mixup/CutMix with its numpy draws seeded per batch (so resume stays exact), or None."""
+    if not (cfg.data.mixup or cfg.data.cutmix):
+        return None
+    import numpy as np
+    from timm.data import Mixup
+
+    mix = Mixup(mixup_alpha=cfg.data.mixup, cutmix_alpha=cfg.data.cutmix, label_smoothing=cfg.data.smoothing,
+                num_classes=num_classes)
+
+    def apply(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state = np.random.get_state()
+        np.random.seed(int(torch.randint(0, 2**31 - 1, (1,))))  # drawn from the checkpointed torch RNG
+        try:
+            return mix(x, y)
+        finally:
+            np.random.set_state(state)
+
+    return apply
+
+
+def dense_eval(job: Job) -> dict[str, Any]:
+    """The dense model on `val/` (cached in `dense.json`)."""
+    path = job.out / "dense.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    res = evaluate_top(job.dense, job.data, job.rt, job.amp)
+    cost = M.cost(job.dims)
+    res.update({"gmacs": cost.gmacs, "params": cost.params})
+    if job.rt.is_main:
+        write_json(path, res)
+        job.log.write({"stage": "dense", "kind": "eval", "epoch": 0, "step": 0, **res})
+    return res
+
+
+def run_search(job: Job, target_macs: float) -> tuple[nn.Module, ArchSpec]:
+    """Search, then derive the spec at the target; writes `arch.json` and `search.safetensors`."""
+    from ..supernet import derive_spec, to_supernet
+    from .search import derive_for_target, search_stage
+
+    supernet = to_supernet(copy.deepcopy(job.dense).requires_grad_(True)).to(job.rt.device)
+
+    def evaluate() -> dict[str, float]:
+        gm = M.cost(job.dims, derive_spec(supernet, job.model_name)).gmacs
+        return {**evaluate_top(supernet, job.data, job.rt, job.amp), "gmacs": gm}
+
+    stage = search_stage(supernet, job.teacher, job.cfg, target_macs / 1e9, job.data.steps_per_epoch, evaluate)
+    run_stage(stage, job.data, job.rt, job.opts, job.ckpt("search"), job.log, job.resume)
+    spec = derive_for_target(supernet, job.model_name, target_macs)
+    if job.rt.is_main:
+        from safetensors.torch import save_file
+
+        from .._io import atomic_path
+
+        with atomic_path(job.out / SEARCH_WEIGHTS) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in supernet.state_dict().items()}, str(tmp))
+        spec.save(job.out / "arch.json")
+        got = M.cost(job.dims, spec).gmacs
+        print(f"search: derived {got:.4g} GMACs for a target of {target_macs / 1e9:.4g} "
+              f"({100 * (got * 1e9 / target_macs - 1):+.2f}%): {' '.join(spec.ops)}", file=sys.stderr)
+    job.rt.barrier()
+    return supernet, spec
+
+
+def run_finetune(job: Job, supernet: nn.Module, spec: ArchSpec) -> dict[str, Any]:
+    """Fine-tune the pinned supernet, materialize it into the run folder; the plain network on `val/`."""
+    from ..materialization import materialize
+    from ..run import save_run
+    from .finetune import finetune_stage, pin
+
+    pin(supernet, spec)
+    gmacs = M.cost(job.dims, spec).gmacs
+
+    def evaluate() -> dict[str, float]:
+        return {**evaluate_top(supernet, job.data, job.rt, job.amp), "gmacs": gmacs}
+
+    stage = finetune_stage(supernet, job.teacher, job.cfg, job.data.steps_per_epoch, evaluate)
+    supernet_eval = run_stage(stage, job.data, job.rt, job.opts, job.ckpt("finetune"), job.log, job.resume)
+    plain = materialize(supernet.eval(), spec)
+    res = evaluate_top(plain, job.data, job.rt, job.amp)
+    cost = M.cost(job.dims, spec)
+    res.update({"gmacs": cost.gmacs, "params": cost.params, "supernet_top1": supernet_eval.get("top1")})
+    if job.rt.is_main:
+        save_run(plain, spec, job.out, source={"stage": "finetune", "config": "config.json"})
+        job.log.write({"stage": "materialized", "kind": "eval", "epoch": job.cfg.finetune.epochs,
+                       "step": 0, **res})
+    job.rt.barrier()
+    return res
+
+
+def search_supernet_for(job: Job, source: str | Path | None) -> nn.Module:
+    """A supernet from `source`'s searched weights (a run folder or a .safetensors), else from the dense model."""
+    from ..supernet import load_supernet_checkpoint, to_supernet
+
+    supernet = to_supernet(copy.deepcopy(job.dense).requires_grad_(True)).to(job.rt.device)
+    if source:
+        p = Path(source)
+        p = p / SEARCH_WEIGHTS if p.is_dir() else p
+        load_supernet_checkpoint(supernet, str(p))
+        supernet.to(job.rt.device)
+    return supernet
+
+
+# -- entry points ----------------------------------------------------------------------------------
+def compress(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "auto", threads: int = 0,
+             progress: bool = True, dense: nn.Module | None = None) -> dict[str, Any]:
+    """Search, derive, fine-tune and materialize into `out`; the report (also `out/report.json`)."""
+    t0 = time.perf_counter()
+    job = open_job(cfg, out, ("search", "finetune"), resume, device, threads, progress, dense)
+    try:
+        target = resolve_target(cfg, job.dims)
+        dense_res = dense_eval(job)
+        if resume and job.ckpt("finetune").exists() and (job.out / "arch.json").exists():
+            spec = load_spec(job.out / "arch.json")  # search is done; the fine-tune checkpoint holds the weights
+            supernet = search_supernet_for(job, None)
+        else:
+            supernet, spec = run_search(job, target)
+        comp = run_finetune(job, supernet, spec)
+        return _report(job, dense_res, comp, spec, target, time.perf_counter() - t0)
+    finally:
+        close_runtime(job.rt)
+
+
+def search(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "auto", threads: int = 0,
+           progress: bool = True) -> ArchSpec:
+    """The search stage alone: `out/arch.json` (at the target) and `out/search.safetensors`."""
+    t0 = time.perf_counter()
+    job = open_job(cfg, out, ("search",), resume, device, threads, progress)
+    try:
+        target = resolve_target(cfg, job.dims)
+        dense_res = dense_eval(job)
+        _, spec = run_search(job, target)
+        _report(job, dense_res, None, spec, target, time.perf_counter() - t0)
+        return spec
+    finally:
+        close_runtime(job.rt)
+
+
+def finetune(cfg: TrainConfig, out: str | Path, *, arch: str | Path | None = None,
+             supernet: str | Path | None = None, resume: bool = False, device: str = "auto", threads: int = 0,
+             progress: bool = True) -> dict[str, Any]:
+    """The fine-tune stage alone, into `out`. The spec: `arch`, else `out/arch.json` (from `search`);
+    the starting weights: `supernet` (a search run folder or .safetensors), else `out/search.safetensors`
+    when present, else the dense model (uniform head mixing, fresh BatchNorm)."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    spec_ref = arch or (out / "arch.json")
+    if not arch and not Path(spec_ref).exists():
+        raise SpvitError(f"no architecture: '{out}' has no arch.json; give --arch SPEC or run 'spvit-deploy search' "
+                         "into this folder first")
+    spec = load_spec(spec_ref)
+    job = open_job(cfg, out, ("finetune",), resume, device, threads, progress)
+    try:
+        if not (spec.model.split(".")[0] == job.model_name.split(".")[0]):
+            raise SpvitError(f"spec is for model '{spec.model}', not '{cfg.model}'; pass the matching --model")
+        spec = spec.with_overrides(img_size=int(job.dense.patch_embed.img_size[0]), num_classes=job.dims.num_classes)
+        if supernet is None and (out / SEARCH_WEIGHTS).exists():
+            supernet = out
+        net = search_supernet_for(job, supernet)
+        dense_res = dense_eval(job)
+        comp = run_finetune(job, net, spec)
+        return _report(job, dense_res, comp, spec, None, time.perf_counter() - t0)
+    finally:
+        close_runtime(job.rt)
+
+
+def _report(job: Job, dense: dict[str, Any], comp: dict[str, Any] | None, spec: ArchSpec, target: float | None,
+            seconds: float) -> dict[str, Any]:
+    from .report import write_report
+
+    rep: dict[str, Any] = {}
+    if job.rt.is_main:
+        rep = write_report(job.out, job.cfg, job.dims, dense, comp, spec, target, seconds, world=job.rt.world)
+    job.rt.barrier()
+    return rep

@@ -1,0 +1,139 @@
+"""Run reports: `report.json` and `report.md` (dense vs compressed top-1/top-5, GMACs, params,
+per-block choices) and `search.png` (GMACs and val top-1 over the search), from the run's
+results and its `metrics.jsonl`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import macs as M
+from .._io import write_json, write_text
+from ..models import ViTDims
+from ..spec import ArchSpec
+from .config import TrainConfig
+
+PLOT_FILE = "search.png"
+
+
+def read_metrics(out: Path) -> list[dict[str, Any]]:
+    path = out / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def stage_seconds(rows: list[dict[str, Any]], stage: str) -> float | None:
+    """Training time of a stage, summed over resumed sessions (the last step row's clock)."""
+    secs = [r["seconds"] for r in rows if r.get("stage") == stage and r.get("kind") == "step"]
+    return round(secs[-1], 2) if secs else None
+
+
+def plot_search(rows: list[dict[str, Any]], target_gmacs: float | None, dense_gmacs: float, path: Path) -> bool:
+    """GMACs per search step and val top-1 per search epoch; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    steps = [r for r in rows if r.get("stage") == "search" and r.get("kind") == "step"]
+    evals = [r for r in rows if r.get("stage") == "search" and r.get("kind") == "eval"]
+    if not steps:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    ax.plot([r["step"] for r in steps], [r["gmacs"] for r in steps], color="tab:blue", lw=1, label="GMACs (gates)")
+    ax.axhline(dense_gmacs, color="gray", ls=":", lw=1, label="dense")
+    if target_gmacs:
+        ax.axhline(target_gmacs, color="tab:blue", ls="--", lw=1, label="target")
+    ax.set_xlabel("search step")
+    ax.set_ylabel("GMACs", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", color="tab:red", label="val top-1")
+    ax2.set_ylabel("val top-1 (%)", color="tab:red")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [str(h.get_label()) for h in lines], loc="center right", fontsize=8)
+    ax.set_title("SPViT search: architecture cost and accuracy")
+    fig.tight_layout()
+    from .._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return True
+
+
+def write_report(out: Path, cfg: TrainConfig, dims: ViTDims, dense: dict[str, Any], comp: dict[str, Any] | None,
+                 spec: ArchSpec, target_macs: float | None, seconds: float, world: int = 1) -> dict[str, Any]:
+    """Write `report.json`, `report.md` and the search plot into `out`; the report."""
+    rows = read_metrics(out)
+    cost = M.cost(dims, spec)
+    target = target_macs / 1e9 if target_macs else None
+    arch_gmacs = cost.gmacs
+    blocks = [{"block": b.block, "attn": b.attn, "ffn_width": b.ffn_width, "ffn_dense": dims.mlp_hidden[b.block],
+               "gmacs": round(b.macs / 1e9, 6)} for b in cost.blocks]
+    search_evals = [r for r in rows if r.get("stage") == "search" and r.get("kind") == "eval"]
+    rep: dict[str, Any] = {
+        "model": spec.model,
+        "img_size": spec.img_size,
+        "num_classes": spec.num_classes,
+        "target_gmacs": target,
+        "dense": _round(dense),
+        "compressed": _round({**comp, "macs_ratio": arch_gmacs / dense["gmacs"]}) if comp else None,
+        "arch": {"gmacs": round(arch_gmacs, 6), "params": cost.params,
+                 "target_error": round(arch_gmacs / target - 1, 5) if target else None,
+                 "rule": spec.extra.get("rule"), "gates_gmacs": spec.extra.get("gates_gmacs"),
+                 "ops": spec.ops, "ffn_widths": [b.ffn_width for b in spec.blocks]},
+        "blocks": blocks,
+        "search": {"epochs": cfg.search.epochs, "evals": [_round(_pick(r, "epoch", "top1", "top5", "gmacs"))
+                                                          for r in search_evals],
+                   "seconds": stage_seconds(rows, "search")},
+        "finetune": {"epochs": cfg.finetune.epochs, "seconds": stage_seconds(rows, "finetune")},
+        "seconds": round(seconds, 2),
+        "processes": world,
+        "config": cfg.to_dict(),
+    }
+    if plot_search(rows, target, dense["gmacs"], out / PLOT_FILE):
+        rep["plot"] = PLOT_FILE
+    write_json(out / "report.json", rep)
+    write_text(out / "report.md", render_markdown(rep))
+    return rep
+
+
+def _pick(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: d[k] for k in keys if k in d}
+
+
+def _round(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    d, c, a = rep["dense"], rep["compressed"], rep["arch"]
+    lines = [f"# SPViT compression of {rep['model']} ({rep['img_size']} px, {rep['num_classes']} classes)", ""]
+    if rep["target_gmacs"]:
+        lines.append(f"Target {rep['target_gmacs']:.4g} GMACs; the derived architecture has {a['gmacs']:.4g} GMACs "
+                     f"({100 * a['target_error']:+.2f}%; rule: {a['rule']}).")
+        lines.append("")
+    lines += ["| model | top-1 (%) | top-5 (%) | GMACs | params (M) |", "|---|---|---|---|---|",
+              f"| dense | {d['top1']:.2f} | {d['top5']:.2f} | {d['gmacs']:.4g} | {d['params'] / 1e6:.3f} |"]
+    if c:
+        lines.append(f"| compressed | {c['top1']:.2f} | {c['top5']:.2f} | {c['gmacs']:.4g} | {c['params'] / 1e6:.3f} |")
+        lines += ["", f"MACs: {100 * c['macs_ratio']:.1f}% of the dense model; top-1 change "
+                  f"{c['top1'] - d['top1']:+.2f} points (val/)."]
+    lines += ["", "## Per-block choices", "", "| block | attention | FFN units kept | GMACs |", "|---|---|---|---|"]
+    lines += [f"| {b['block']} | {b['attn']} | {b['ffn_width']} / {b['ffn_dense']} | {b['gmacs']:.4g} |"
+              for b in rep["blocks"]]
+    if rep.get("plot"):
+        lines += ["", "## Search", "", f"![GMACs and val top-1 over the search]({rep['plot']})"]
+    ev = rep["search"]["evals"]
+    if ev:
+        lines += ["", "| search epoch | val top-1 | GMACs (p > 0.5) |", "|---|---|---|"]
+        lines += [f"| {r['epoch']} | {r['top1']:.2f} | {r['gmacs']:.4g} |" for r in ev]
+    cfg = rep["config"]
+    lines += ["", "## Run", "",
+              f"search {cfg['search']['epochs']} epochs ({rep['search']['seconds']} s), fine-tune "
+              f"{cfg['finetune']['epochs']} epochs ({rep['finetune']['seconds']} s), {rep['processes']} process(es), "
+              f"this session {rep['seconds']} s; distillation {cfg['distill']}, seed {cfg['seed']}, "
+              f"lambda {cfg['search']['lam']:.4g}, batch {cfg['data']['batch_size']} per process.", ""]
+    return "\n".join(lines)

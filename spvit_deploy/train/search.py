@@ -1,0 +1,127 @@
+"""Stage 2a, gate search: the supernet's weights and its gates train together; the complexity
+loss lambda * (T - F)^2, F the supernet's differentiable GMACs, pulls the architecture to the
+target T; `derive_for_target` then reads the architecture off the gates so that it lands on T.
+
+Two AdamW optimizers, as in the official recipe: the weights (weight decay on matrices), and
+the gate and head-mixing logits (no weight decay, their own learning rate).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import macs as M
+from ..models import ViTDims, vit_dims
+from ..spec import ArchSpec, BlockSpec
+from ..supernet import derive_spec, supernet_macs
+from .config import TrainConfig
+from .distill import combined_loss
+from .loop import Schedule, Stage, param_groups
+
+LEVELS = ("skip", "conv1x1", "conv3x3", "msa")  # level = how many nested gates are on (spec.OP_CODES)
+
+
+def is_gate_param(name: str) -> bool:
+    """Gate logits and head-mixing logits: trained by the gate optimizer, never weight-decayed."""
+    return name.endswith("gates.logits") or name.endswith("head_logits")
+
+
+def complexity_loss(supernet: nn.Module, target_gmacs: float, lam: float,
+                    dims: ViTDims | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lambda * (T - F)^2, F), F the GMACs of the architecture the gates choose, differentiable in the gates."""
+    f = supernet_macs(supernet, dims) / 1e9
+    return lam * (target_gmacs - f) ** 2, f
+
+
+def search_stage(supernet: nn.Module, teacher: nn.Module | None, cfg: TrainConfig, target_gmacs: float,
+                 steps_per_epoch: int, evaluate: Any) -> Stage:
+    """The search as a `Stage` for `run_stage`."""
+    s = cfg.search
+    dims = vit_dims(supernet)
+    no_decay = set(getattr(supernet, "no_weight_decay", lambda: set())())
+    named = [(n, p) for n, p in supernet.named_parameters() if p.requires_grad]
+    weights = [(n, p) for n, p in named if not is_gate_param(n)]
+    gates = [p for n, p in named if is_gate_param(n)]
+    optimizers = {
+        "weights": torch.optim.AdamW(param_groups(weights, s.lr, s.weight_decay, lambda n, p: n in no_decay)),
+        "gates": torch.optim.AdamW([{"params": gates, "lr": s.gate_lr, "base_lr": s.gate_lr, "weight_decay": 0.0}]),
+    }
+    total = s.epochs * steps_per_epoch
+    schedules = {
+        "weights": Schedule(s.schedule, total, int(s.warmup_epochs * steps_per_epoch), s.min_lr / s.lr),
+        "gates": Schedule("constant", total),
+    }
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(x)
+        with torch.no_grad():
+            t = teacher(x) if teacher is not None else None
+        loss, parts = combined_loss(out, y, t, cfg.distill, cfg.distill_alpha, cfg.data.smoothing, cfg.distill_tau)
+        closs, f = complexity_loss(supernet, target_gmacs, s.lam, dims)
+        return loss + closs, {**parts, "complexity": float(closs.detach()), "gmacs": float(f.detach())}
+
+    return Stage(name="search", model=supernet, optimizers=optimizers, schedules=schedules, loss_fn=loss_fn,
+                 evaluate=evaluate, epochs=s.epochs)
+
+
+def derive_for_target(supernet: nn.Module, model_name: str, target_macs: float, tolerance: float = 0.02) -> ArchSpec:
+    """The searched architecture, landing on the target.
+
+    First the paper's rule (a gate is on when p > 0.5). If that misses `target_macs` by more than
+    `tolerance`, the attention ops stay (stepped down or up by gate confidence only if the FFNs
+    cannot absorb the difference) and the FFN units with the highest gate logits, ranked across
+    all blocks, are kept until the MACs match the target within one FFN unit.
+    """
+    spec = derive_spec(supernet, model_name, source="search")
+    dims = vit_dims(supernet)
+    first = M.cost(dims, spec).macs
+    if abs(first - target_macs) <= tolerance * target_macs:
+        return _with_extra(spec, target_macs, first, "p > 0.5")
+    attn_logits = [blk.attn.gates.logits.detach().float().cpu() for blk in supernet.blocks]
+    levels = [LEVELS.index(op) for op in spec.ops]
+    unit = M.ffn_macs(1, dims)
+    units = sum(dims.mlp_hidden)
+
+    def ffn_budget() -> float:
+        attn = sum(M.attn_macs(LEVELS[lv], dims) for lv in levels)
+        return target_macs - M.fixed_macs(dims) - attn
+
+    while ffn_budget() < 0:  # the ops alone overshoot: turn off the least confident top gate
+        i = min((i for i, lv in enumerate(levels) if lv > 0), key=lambda i: float(attn_logits[i][levels[i] - 1]))
+        levels[i] -= 1
+    while ffn_budget() > units * unit:  # even every FFN unit undershoots: turn on the most confident next gate
+        i = max((i for i, lv in enumerate(levels) if lv < 3), key=lambda i: float(attn_logits[i][levels[i]]))
+        levels[i] += 1
+    keep = int(round(ffn_budget() / unit))
+    ffn_logits = torch.cat([blk.mlp.gates.logits.detach().float().cpu() for blk in supernet.blocks])
+    order = torch.argsort(ffn_logits, descending=True, stable=True)[:keep]
+    kept = torch.zeros(units, dtype=torch.bool)
+    kept[order] = True
+    blocks, start = [], 0
+    for lv, width in zip(levels, dims.mlp_hidden):
+        idx = torch.nonzero(kept[start:start + width]).flatten().tolist()
+        blocks.append(BlockSpec(attn=LEVELS[lv], ffn_kept=tuple(int(k) for k in idx)))
+        start += width
+    fitted = ArchSpec(model=spec.model, img_size=spec.img_size, num_classes=spec.num_classes, blocks=tuple(blocks),
+                      source="search")
+    return _with_extra(fitted, target_macs, first, "p > 0.5, then fitted to the target by gate logits")
+
+
+def _with_extra(spec: ArchSpec, target_macs: float, first_macs: int, rule: str) -> ArchSpec:
+    from dataclasses import replace
+
+    return replace(spec, extra={"target_gmacs": round(target_macs / 1e9, 6),
+                                "gates_gmacs": round(first_macs / 1e9, 6), "rule": rule})
+
+
+def gate_summary(supernet: nn.Module) -> list[dict[str, Any]]:
+    """Per block: the gate probabilities (1x1, 3x3, MSA) and the FFN units with p > 0.5."""
+    rows = []
+    for i, blk in enumerate(supernet.blocks):
+        p = torch.sigmoid(blk.attn.gates.logits.detach().float()).tolist()
+        rows.append({"block": i, "p_attn": [round(v, 4) for v in p],
+                     "ffn_p_gt_half": int((blk.mlp.gates.logits > 0).sum())})
+    return rows
+
