@@ -6,18 +6,16 @@ and compares it with the model file; `client` sends images over HTTP and prints 
 """
 from __future__ import annotations
 
-from .triton_repo import (
+from .triton_config import (
     BACKENDS,
     ModelSignature,
     TensorInfo,
-    TritonModel,
     check_model_dir,
     engine_signature,
-    export_triton,
     model_config_pb2,
     onnx_signature,
-    write_model,
 )
+from .triton_repo import TritonModel, export_triton, write_model
 
 __all__ = [
     "BACKENDS",

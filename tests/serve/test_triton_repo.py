@@ -11,7 +11,8 @@ from google.protobuf import text_format
 from spvit_deploy.cli import main
 from spvit_deploy.errors import SpvitError
 from spvit_deploy.serve import check_model_dir, export_triton, model_config_pb2
-from spvit_deploy.serve.triton_repo import class_labels, default_preferred
+from spvit_deploy.serve.triton_config import default_preferred
+from spvit_deploy.serve.triton_repo import class_labels
 
 SPVIT, DENSE = "deit_tiny_patch16_224_spvit", "deit_tiny_patch16_224_dense"
 IMG, CLASSES = 64, 10  # the run_dir fixture's (tests/serve/conftest.py)
