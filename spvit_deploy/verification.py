@@ -50,7 +50,9 @@ class VerifyReport:
 StageFn = Callable[[VerifyContext], Check]
 STAGES: dict[str, StageFn] = {}
 # stage name -> module that registers it (imported only when the stage is asked for)
-STAGE_MODULES: dict[str, str] = {}
+STAGE_MODULES: dict[str, str] = {
+    "fused": ".fused",
+}
 
 
 def register_stage(name: str) -> Callable[[StageFn], StageFn]:

@@ -14,6 +14,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     add_model_options(p)
     add_arch_option(p)
     p.add_argument("--stages", default="", help="extra comma-separated stages after supernet,materialize")
+    p.add_argument("--fused", action="store_true",
+                   help="add the 'fused' stage: conv blocks as fused Triton kernels (interpreter on CPU)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     add_json_option(p)
@@ -27,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     if args.pretrained:
         raise SpvitError("verify uses random weights or --checkpoint; --pretrained is not needed for exactness checks")
     stages = tuple(s for s in args.stages.split(",") if s)
+    if args.fused and "fused" not in stages:
+        stages += ("fused",)
+    if "fused" in stages:
+        from ..fused import prepare_interpreter
+
+        prepare_interpreter()  # before timm imports triton
     report = verify(
         args.model, args.arch, checkpoint=args.checkpoint, img_size=args.img_size,
         num_classes=args.num_classes, stages=stages, batch=args.batch, seed=args.seed,
