@@ -87,6 +87,12 @@ def _patterns(f: Path) -> list[str]:
     return [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
 
 
+def _copy_sources(dockerfile: str) -> list[str]:
+    """The context paths a Dockerfile COPYs (the server's MODEL_REPO at its default)."""
+    text = (DOCKER / dockerfile).read_text().replace("${MODEL_REPO}", "model_repository")
+    return [s for line in re.findall(r"^COPY (.+)$", text, re.M) for s in line.split()[:-1] if not s.startswith("--")]
+
+
 @pytest.mark.parametrize("dockerfile, ignore, left_out", [
     ("Dockerfile", ROOT / ".dockerignore", ["model_repository"]),
     ("Dockerfile.server", DOCKER / "Dockerfile.server.dockerignore", ["spvit_deploy", "kernels", "pyproject.toml"]),
@@ -94,15 +100,21 @@ def _patterns(f: Path) -> list[str]:
 def test_build_contexts_are_small(dockerfile, ignore, left_out) -> None:
     patterns = _patterns(ignore)
     assert patterns[0] == "*"  # an allow-list: everything not named stays out
-    text = (DOCKER / dockerfile).read_text().replace("${MODEL_REPO}", "model_repository")
-    sources = [s for line in re.findall(r"^COPY (.+)$", text, re.M)
-               for s in line.split()[:-1] if not s.startswith("--")]
+    sources = _copy_sources(dockerfile)
     assert sources
     for src in sources:
         assert not _ignored(src.rstrip("/"), patterns), f"{src} is copied but left out of the context"
-        assert (ROOT / src).exists() or src.startswith("model_repository"), src
     for heavy in (".git", ".venv", "tests", "runs", "benchmarks/results", "docs", "spvit_deploy/__pycache__", *left_out):
         assert _ignored(heavy, patterns), f"{heavy} would be sent to the Docker daemon"
+
+
+def test_toolkit_image_copies_what_pip_install_needs() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    where = project["tool"]["setuptools"]["packages"]["find"]["where"]
+    wanted = {"pyproject.toml", project["project"]["readme"], "spvit_deploy", *(w for w in where if w != ".")}
+    missing = wanted - set(_copy_sources("Dockerfile"))
+    assert not missing, f"docker/Dockerfile does not COPY {sorted(missing)}, which pip install . needs"
 
 
 def _run_entrypoint(tmp_path: Path, libs: list[str], env_extra: dict[str, str] | None = None) -> str:
