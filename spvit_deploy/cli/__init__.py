@@ -19,6 +19,7 @@ COMMANDS = {
     "compress": "compress",
     "search": "search",
     "finetune": "finetune",
+    "demo": "demo",
 }
 
 

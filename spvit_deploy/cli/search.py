@@ -16,14 +16,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from ..train.pipeline import search
 
-    search(config_from_args(args), args.out, resume=args.resume, device=args.device, threads=args.threads,
-           progress=not args.no_progress)
-    report = Path(args.out) / "report.json"
-    if report.exists():  # rank 0
-        print_result(args, json.loads(report.read_text()), args.out)
+    rep = search(config_from_args(args), args.out, resume=args.resume, device=args.device, threads=args.threads,
+                 progress=not args.no_progress)
+    if rep:  # rank 0
+        print_result(args, rep, args.out)
     return 0

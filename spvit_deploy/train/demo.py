@@ -33,7 +33,7 @@ class DemoPlan:
 
     teacher_epochs: int = 40
     teacher_lr: float = 1e-3
-    search_epochs: int = 4
+    search_epochs: int = 8
     finetune_epochs: int = 20
     target_ratio: float = 0.5
     batch_size: int = 32
@@ -85,11 +85,205 @@ def demo_config(data_root: Path, plan: DemoPlan, teacher_weights: Path, seed: in
     """The compress config of the demo: ViT-Nano from the teacher's weights, target half the MACs."""
     from .config import config_for
 
-    data = DataConfig(root=str(data_root), batch_size=plan.batch_size, scale=(0.6, 1.0), hflip=0.0,
-                      color_jitter=0.0, smoothing=0.1)
     return config_for(
-        MODEL, data, checkpoint=str(teacher_weights), target_ratio=plan.target_ratio, seed=seed, amp="none",
+        MODEL, _data_cfg(data_root, plan), checkpoint=str(teacher_weights), target_ratio=plan.target_ratio, seed=seed, amp="none",
         distill="soft", distill_alpha=0.7, distill_tau=2.0, clip_grad=1.0, checkpoint_every=50,
-        search_epochs=plan.search_epochs, search_lr=5e-4, search_gate_lr=5e-2, search_schedule="constant",
-        finetune_epochs=plan.finetune_epochs, finetune_lr=5e-4, finetune_min_lr=1e-5, finetune_warmup_epochs=0.0,
+        search_epochs=plan.search_epochs, search_lr=5e-4, search_gate_lr=1e-2, search_schedule="constant",
+        finetune_epochs=plan.finetune_epochs, finetune_lr=1e-3, finetune_min_lr=1e-5, finetune_warmup_epochs=0.0,
     )
+
+
+def train_teacher(data_root: Path, out: Path, plan: DemoPlan, seed: int, progress: bool = True,
+                  threads: int = 0) -> dict[str, Any]:
+    """Train the dense ViT-Nano from scratch (resumable); writes `out/model.safetensors` and
+    `out/teacher.json` (its val/ accuracy) and returns the latter."""
+    from safetensors.torch import save_file
+
+    from .. import macs as M
+    from ..models import create_dense, dims_for
+    from .data import build_data
+    from .distill import task_loss
+    from .loop import LoopOptions, MetricsLog, Schedule, Stage, evaluate_top, param_groups, run_stage, setup_runtime
+
+    done = out / "teacher.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    rt = setup_runtime("cpu", threads)
+    if rt.distributed:
+        raise SpvitError("the demo runs in one process; start it without torchrun")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = create_dense(MODEL, num_classes=10).train()
+    data = build_data(_data_cfg(data_root, plan), model, seed)
+    spe = data.steps_per_epoch
+    no_decay = set(model.no_weight_decay())
+    named = list(model.named_parameters())
+    opt = torch.optim.AdamW(param_groups(named, plan.teacher_lr, 0.05, lambda n, p: n in no_decay))
+    total = plan.teacher_epochs * spe
+    schedule = Schedule("cosine", total, warmup_steps=max(1, total // 10), min_ratio=0.01)
+
+    def loss_fn(m: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return task_loss(m(x), y, 0.1), {}
+
+    stage = Stage(name="teacher", model=model, optimizers={"weights": opt}, schedules={"weights": schedule},
+                  loss_fn=loss_fn, evaluate=lambda: evaluate_top(model, data, rt), epochs=plan.teacher_epochs)
+    opts = LoopOptions(seed=seed, clip_grad=1.0, checkpoint_every=100, progress=progress)
+    ev = run_stage(stage, data, rt, opts, out / "checkpoints" / "teacher.pt", MetricsLog(out / "metrics.jsonl", True),
+                   resume=True)
+    from .._io import atomic_path
+
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    cost = M.cost(dims_for(MODEL, num_classes=10))
+    info = {"model": MODEL, "epochs": plan.teacher_epochs, **ev, "gmacs": cost.gmacs, "params": cost.params}
+    write_json(done, info)
+    return info
+
+
+def _data_cfg(root: Path, plan: DemoPlan) -> DataConfig:
+    """Digits augmentation: mild crops, no flips (a flipped 2 is not a 2), no colour jitter (grayscale)."""
+    return DataConfig(root=str(root), batch_size=plan.batch_size, scale=(0.6, 1.0), hflip=0.0, color_jitter=0.0,
+                      smoothing=0.1)
+
+
+def later_stages(run_dir: Path, out: Path, log: Any) -> dict[str, Any]:
+    """Export to ONNX and benchmark dense vs compressed, when those stages are installed
+    (`spvit_deploy.export`, `spvit_deploy.bench` and the `onnx` extra); what was skipped and why."""
+    res: dict[str, Any] = {}
+    if importlib.util.find_spec("spvit_deploy.export") is None:
+        return {"export": {"skipped": "spvit_deploy.export is not part of this version"}}
+    try:
+        from ..export.onnx import export_onnx
+        from ..export.source import load_export_model
+
+        log("demo: exporting the compressed network to ONNX")
+        em = load_export_model(run=run_dir)
+        rep = export_onnx(em.module, out / "export" / "model.onnx", spec=em.spec, variant=em.variant)
+        res["export"] = {"onnx": str((out / "export" / "model.onnx").relative_to(out)),
+                         "ort_vs_torch_max_abs_diff": rep.parity}
+    except SpvitError as e:
+        return {"export": {"skipped": str(e)}}
+    if importlib.util.find_spec("spvit_deploy.bench") is None:
+        res["benchmark"] = {"skipped": "spvit_deploy.bench is not part of this version"}
+        return res
+    try:
+        from ..bench.benchmark import BenchSettings, benchmark
+
+        log("demo: timing dense vs compressed with ONNX Runtime")
+        b = benchmark(out / "bench", run=run_dir, settings=BenchSettings(backends=("onnxruntime",), batches=(1, 64)),
+                      log=lambda msg: None)
+        res["benchmark"] = {"folder": "bench", "speedups": b.get("speedups"), "skipped": b.get("skipped")}
+    except SpvitError as e:
+        res["benchmark"] = {"skipped": str(e)}
+    return res
+
+
+def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, export: bool = True, progress: bool = True,
+             threads: int = 0) -> dict[str, Any]:
+    """The whole demo into `out` (resumable: a re-run continues or reuses what is there); the report."""
+    from .pipeline import compress
+
+    out = Path(out)
+    plan = QUICK if quick else DemoPlan()
+    t0 = time.perf_counter()
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    if threads:
+        torch.set_num_threads(threads)
+    parts: dict[str, float] = {}  # the parts this session computed (not reused)
+
+    def timed(name: str, fn: Any, reused: bool) -> Any:
+        t = time.perf_counter()
+        r = fn()
+        if not reused:
+            parts[name] = round(time.perf_counter() - t, 2)
+        return r
+
+    log(f"demo: [1/4] digits -> {out / 'data'} (seeded stratified split, {plan.val_fraction:.0%} held out)")
+    split = timed("data", lambda: prepare_digits(out / "data", seed, plan.val_fraction, plan.per_class),
+                  reused=(out / "data" / "split.json").exists())
+    log(f"demo: [2/4] training the dense {MODEL} teacher from scratch ({plan.teacher_epochs} epochs)")
+    teacher = timed("teacher", lambda: train_teacher(out / "data", out / "teacher", plan, seed, progress, threads),
+                    reused=(out / "teacher" / "teacher.json").exists())
+    run_dir = out / "run"
+    cfg = demo_config(out / "data", plan, out / "teacher" / "model.safetensors", seed)
+    log(f"demo: [3/4] SPViT: search {plan.search_epochs} epochs to {plan.target_ratio:.0%} of the MACs, fine-tune "
+        f"{plan.finetune_epochs} epochs with distillation, materialize -> {run_dir}")
+    if (run_dir / "report.json").exists() and (run_dir / "model.safetensors").exists():
+        rep = json.loads((run_dir / "report.json").read_text())
+    else:
+        rep = timed("compress", lambda: compress(cfg, run_dir, resume=True, threads=threads, progress=progress),
+                    reused=False)
+    log("demo: [4/4] export and benchmark (when installed)")
+    later = timed("export_benchmark", lambda: later_stages(run_dir, out, log), reused=False) if export else {}
+    return _demo_report(out, plan, split, teacher, rep, later, parts, time.perf_counter() - t0, quick)
+
+
+def _demo_report(out: Path, plan: DemoPlan, split: dict[str, Any], teacher: dict[str, Any], rep: dict[str, Any],
+                 later: dict[str, Any], parts: dict[str, float], session: float, quick: bool) -> dict[str, Any]:
+    """`out/report.json` and `out/report.md`; `seconds` sums the sessions that trained something."""
+    timings_path = out / "timings.json"
+    sessions = json.loads(timings_path.read_text())["sessions"] if timings_path.exists() else []
+    if {"data", "teacher", "compress"} & set(parts):
+        sessions.append({"seconds": round(session, 2), "parts": parts})
+        write_json(timings_path, {"sessions": sessions})
+    d, c = rep["dense"], rep["compressed"]
+    report = {
+        "dense": {"top1": d["top1"], "top5": d["top5"], "gmacs": d["gmacs"], "params": d["params"]},
+        "compressed": {"top1": c["top1"], "top5": c["top5"], "gmacs": c["gmacs"], "params": c["params"],
+                       "macs_ratio": round(c["gmacs"] / d["gmacs"], 4), "target_ratio": plan.target_ratio,
+                       "target_error": rep["arch"]["target_error"], "ops": rep["arch"]["ops"],
+                       "ffn_widths": rep["arch"]["ffn_widths"]},
+        "top1_change": round(c["top1"] - d["top1"], 4),
+        "seconds": round(sum(s["seconds"] for s in sessions), 2),
+        "sessions": sessions,
+        "quick": quick,
+        "data": split,
+        "teacher": teacher,
+        "plan": plan.__dict__,
+        "run": "run",
+        **later,
+        "environment": _environment(),
+    }
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", _demo_markdown(report))
+    return report
+
+
+def _environment() -> dict[str, Any]:
+    import platform
+
+    import timm
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+            "machine": platform.platform()}
+
+
+def _demo_markdown(r: dict[str, Any]) -> str:
+    d, c, s = r["dense"], r["compressed"], r["data"]
+    lines = [
+        "# spvit-deploy demo: SPViT on real handwritten digits, offline, on a CPU", "",
+        f"Data: scikit-learn's digits ({s['train']} train / {s['val']} held-out images, 8x8 upsampled to 32x32, "
+        f"stratified split with seed {s['seed']}{', quick subset' if r['quick'] else ''}). "
+        f"Model: {MODEL} teacher trained from scratch for {r['teacher']['epochs']} epochs.", "",
+        "| model | held-out top-1 (%) | top-5 (%) | GMACs | params |", "|---|---|---|---|---|",
+        f"| dense teacher | {d['top1']:.2f} | {d['top5']:.2f} | {d['gmacs']:.4g} | {d['params']:,} |",
+        f"| SPViT compressed | {c['top1']:.2f} | {c['top5']:.2f} | {c['gmacs']:.4g} | {c['params']:,} |", "",
+        f"Compressed MACs: {100 * c['macs_ratio']:.1f}% of the dense model (target {100 * c['target_ratio']:.0f}%, "
+        f"architecture {100 * c['target_error']:+.2f}% off the target); top-1 change {r['top1_change']:+.2f} points.",
+        f"Attention per block: {' '.join(c['ops'])}; FFN widths: {' '.join(map(str, c['ffn_widths']))}.", "",
+        f"Time: {r['seconds']:.0f} s on {r['environment']['threads']} threads. Details: `run/report.md` "
+        "(per-block choices, search plot), `run/metrics.jsonl`.",
+    ]
+    if "export" in r:
+        e = r["export"]
+        lines += ["", f"Export: {e.get('skipped') or e.get('onnx')}"]
+    if "benchmark" in r:
+        b = r["benchmark"]
+        if b.get("speedups"):
+            lines += ["", "| backend | batch | p50 speedup | MACs ratio |", "|---|---|---|---|"]
+            lines += [f"| {x['backend']} | {x['batch']} | {x['p50_speedup']:.2f}x | {x['macs_ratio']:.2f}x |"
+                      for x in b["speedups"]]
+        elif b.get("skipped"):
+            lines += ["", f"Benchmark skipped: {b['skipped']}"]
+    return "\n".join(lines) + "\n"

@@ -204,6 +204,8 @@ class MetricsLog:
     def __init__(self, path: Path, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
         self.lines = 0
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
         if enabled and path.exists():
             self.lines = len(path.read_text().splitlines())
 
@@ -290,6 +292,9 @@ def run_stage(stage: Stage, data: Data, rt: Runtime, opts: LoopOptions, ckpt: Pa
     model = stage.model
     scaler = torch.amp.GradScaler(rt.device.type, enabled=opts.amp == torch.float16)
     pos = Position()
+    if rt.is_main:  # a kill during a checkpoint write leaves its temporary file behind
+        for stale in ckpt.parent.glob(f".{ckpt.name}.*.tmp"):
+            stale.unlink()
     if resume and ckpt.exists():
         state = read_checkpoint(ckpt, stage.name)
         if state["world"] != rt.world:
@@ -374,7 +379,7 @@ def _train_step(stage: Stage, ddp: nn.Module, x: torch.Tensor, y: torch.Tensor, 
         x, y = opts.mixup(x, y)
     with _autocast(rt, opts.amp):
         loss, parts = stage.loss_fn(ddp, x, y)
-    value = float(loss)
+    value = float(loss.detach())
     bad, stop_now = rt.all_max([float(not math.isfinite(value)), float(stop.requested)])
     if bad:
         raise NonFiniteLoss(

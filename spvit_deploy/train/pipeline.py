@@ -244,7 +244,8 @@ def search_supernet_for(job: Job, source: str | Path | None) -> nn.Module:
 # -- entry points ----------------------------------------------------------------------------------
 def compress(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "auto", threads: int = 0,
              progress: bool = True, dense: nn.Module | None = None) -> dict[str, Any]:
-    """Search, derive, fine-tune and materialize into `out`; the report (also `out/report.json`)."""
+    """Search, derive, fine-tune and materialize into `out`; the report (also `out/report.json`; empty on
+    ranks other than 0)."""
     t0 = time.perf_counter()
     job = open_job(cfg, out, ("search", "finetune"), resume, device, threads, progress, dense)
     try:
@@ -262,16 +263,16 @@ def compress(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device:
 
 
 def search(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "auto", threads: int = 0,
-           progress: bool = True) -> ArchSpec:
-    """The search stage alone: `out/arch.json` (at the target) and `out/search.safetensors`."""
+           progress: bool = True) -> dict[str, Any]:
+    """The search stage alone: `out/arch.json` (at the target) and `out/search.safetensors`; the report
+    (empty on ranks other than 0)."""
     t0 = time.perf_counter()
     job = open_job(cfg, out, ("search",), resume, device, threads, progress)
     try:
         target = resolve_target(cfg, job.dims)
         dense_res = dense_eval(job)
         _, spec = run_search(job, target)
-        _report(job, dense_res, None, spec, target, time.perf_counter() - t0)
-        return spec
+        return _report(job, dense_res, None, spec, target, time.perf_counter() - t0)
     finally:
         close_runtime(job.rt)
 

@@ -1,0 +1,37 @@
+"""`spvit-deploy demo`: offline, on real data: train a ViT-Nano teacher on scikit-learn's digits,
+compress it with SPViT to half its MACs, fine-tune, materialize, export and benchmark.
+
+Python: `spvit_deploy.train.run_demo("demo")`. Re-running continues or reuses what is in DIR.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_json_option, print_json
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="the offline demo on real digits: teacher, SPViT compression, report")
+    p.add_argument("--out", required=True, help="folder for data, teacher, run and report.json")
+    p.add_argument("--quick", action="store_true", help="a tiny subset and a few epochs (a smoke test, ~1 min)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-export", action="store_true", help="skip ONNX export and benchmark")
+    p.add_argument("--no-progress", action="store_true")
+    add_json_option(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.demo import run_demo
+
+    rep = run_demo(args.out, quick=args.quick, seed=args.seed, export=not args.no_export,
+                   progress=not args.no_progress, threads=args.threads)
+    if args.json:
+        print_json(rep)
+        return 0
+    d, c = rep["dense"], rep["compressed"]
+    print(f"dense teacher:    top-1 {d['top1']:.2f}%  {d['gmacs']:.4g} GMACs")
+    print(f"SPViT compressed: top-1 {c['top1']:.2f}%  {c['gmacs']:.4g} GMACs ({100 * c['macs_ratio']:.1f}% of dense)")
+    print(f"{rep['seconds']:.0f} s; report: {args.out}/report.md")
+    return 0

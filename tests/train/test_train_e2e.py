@@ -1,0 +1,44 @@
+"""End to end: compress deit_b (random weights) on a tiny ImageFolder for a few steps; the quick demo."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spvit_deploy.run import load_run
+
+from conftest import run_cli
+
+
+@pytest.mark.slow
+def test_compress_deit_b_a_few_steps(tmp_path) -> None:
+    from PIL import Image
+
+    for split, n in (("train", 2), ("val", 1)):
+        for c in range(2):
+            (tmp_path / "data" / split / str(c)).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (64, 64), (40 * i + 100 * c, 80, 120)).save(tmp_path / "data" / split / str(c) / f"{i}.png")
+    out = tmp_path / "run"
+    r = run_cli(["compress", "--model", "deit_b", "--data", str(tmp_path / "data"), "--no-pretrained", "--out", str(out),
+                 "--target-gmacs", "8.4", "--search-epochs", "1", "--finetune-epochs", "1", "--batch-size", "2",
+                 "--no-progress", "--json"], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout)
+    assert rep["model"] == "deit_base_patch16_224" and abs(rep["arch"]["target_error"]) <= 0.05
+    run = load_run(out)
+    assert run.spec.num_classes == 2 and len(run.spec.blocks) == 12
+    assert {"arch.json", "model.safetensors", "meta.json", "metrics.jsonl", "report.json", "report.md",
+            "search.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_demo_quick_and_idempotent(tmp_path) -> None:
+    out = tmp_path / "demo"
+    r = run_cli(["demo", "--out", str(out), "--quick", "--no-export", "--no-progress"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep) >= {"dense", "compressed", "seconds"} and isinstance(rep["seconds"], float)
+    assert rep["compressed"]["gmacs"] <= 0.55 * rep["dense"]["gmacs"] and abs(rep["compressed"]["target_error"]) <= 0.05
+    again = run_cli(["demo", "--out", str(out), "--quick", "--no-export", "--no-progress", "--json"])
+    assert again.returncode == 0 and json.loads(again.stdout)["compressed"] == rep["compressed"]
+    assert len(json.loads((out / "timings.json").read_text())["sessions"]) == 1  # the re-run trained nothing
