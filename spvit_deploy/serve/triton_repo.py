@@ -56,7 +56,6 @@ class TritonModel:
         return d
 
 
-
 # ---------------------------------------------------------------- writing a model folder
 
 
@@ -208,6 +207,12 @@ def _max_batch(requested: int | None, sig: ModelSignature) -> int:
 
 
 def _engine_notes(meta: dict[str, Any]) -> list[str]:
+    """What the server needs for this engine; a plugin that calls back into Python cannot be served."""
+    for p in meta.get("plugins") or []:
+        if isinstance(p, dict) and (p.get("python_needed_at_runtime") or p.get("implementation") == "jit"):
+            raise SpvitError(f"engine plugin {p.get('name', '?')} runs its JIT (Python) implementation, which "
+                             f"Triton's TensorRT backend cannot call; rebuild the engine with the AOT one "
+                             f"(TensorRT >= 10.9)")
     notes = [f"engine: TensorRT {meta.get('tensorrt_version', '?')}, {meta.get('precision', '?')}"
              f"{', built on ' + meta['gpu'] if meta.get('gpu') else ''}; serve it with a tritonserver image "
              f"carrying the same TensorRT (docker/Dockerfile.server)"]
@@ -289,7 +294,7 @@ def export_triton(
             raise SpvitError("--dense with --backend tensorrt needs --dense-engine PLAN (the dense model's engine)")
         for plan in (engine, dense_engine):
             if plan is not None:
-                engine_signature(plan)  # fail on a missing engine or sidecar before anything is written
+                _engine_notes(engine_signature(plan)[1])  # fail on a bad engine or sidecar before writing
     elif engine or dense_engine:
         raise SpvitError("--engine/--dense-engine need --backend tensorrt")
     r = load_run(run)
