@@ -22,6 +22,7 @@ import torch
 from .._io import write_json, write_text
 from ..errors import SpvitError, require
 from .config import DataConfig, TrainConfig
+from .report import environment
 
 MODEL = "vit_nano_patch4_32"
 IMG = 32
@@ -242,21 +243,11 @@ def _demo_report(out: Path, plan: DemoPlan, split: dict[str, Any], teacher: dict
         "plan": plan.__dict__,
         "run": "run",
         **later,
-        "environment": _environment(),
+        "environment": environment(),
     }
     write_json(out / "report.json", report)
     write_text(out / "report.md", _demo_markdown(report))
     return report
-
-
-def _environment() -> dict[str, Any]:
-    import platform
-
-    import timm
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "machine": platform.platform()}
 
 
 def _demo_markdown(r: dict[str, Any]) -> str:

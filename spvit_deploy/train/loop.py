@@ -318,9 +318,9 @@ def run_stage(stage: Stage, data: Data, rt: Runtime, opts: LoopOptions, ckpt: Pa
 
     def save() -> None:
         rt.sync_buffers(model)
+        _check_finite_weights(model, stage.name, pos.step, ckpt)  # every rank: they hold the same weights
         rngs = rt.gather(capture_rng())
         if rt.is_main:
-            _check_finite_weights(model, stage.name, pos.step, ckpt)
             pos.extra["elapsed"] = elapsed0 + time.perf_counter() - t0
             save_checkpoint(ckpt, stage=stage.name, model=model, optimizers=stage.optimizers, scaler=scaler,
                             position=pos, rng=rngs, metrics_lines=log.lines)
@@ -384,8 +384,8 @@ def _train_step(stage: Stage, ddp: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     if bad:
         raise NonFiniteLoss(
             f"{stage.name}: non-finite loss ({value}) at epoch {pos.epoch + 1} step {pos.step + 1}; stopped, the last "
-            f"good checkpoint is kept{' at ' + str(ckpt) if ckpt.exists() else ''}; lower the learning rates "
-            "(--lr, --gate-lr) or --lambda, or turn off --amp, then run again"
+            f"good checkpoint is kept{' at ' + str(ckpt) if ckpt.exists() else ''}; start again in a new --out with "
+            "lower learning rates (--lr, --gate-lr), a lower --lambda or --amp none"
         )
     for opt in stage.optimizers.values():
         opt.zero_grad(set_to_none=True)
@@ -398,7 +398,8 @@ def _train_step(stage: Stage, ddp: nn.Module, x: torch.Tensor, y: torch.Tensor, 
             if not math.isfinite(norm) and not scaler.is_enabled():
                 raise NonFiniteLoss(
                     f"{stage.name}: non-finite gradient ({name}) at epoch {pos.epoch + 1} step {pos.step + 1}; "
-                    "stopped, the last good checkpoint is kept; lower the learning rates or turn off --amp"
+                    "stopped, the last good checkpoint is kept; start again in a new --out with lower learning rates "
+                    "or --amp none"
                 )
     for opt in stage.optimizers.values():
         scaler.step(opt)
@@ -410,7 +411,7 @@ def _train_step(stage: Stage, ddp: nn.Module, x: torch.Tensor, y: torch.Tensor, 
 def _check_finite_weights(model: nn.Module, stage: str, step: int, ckpt: Path) -> None:
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise NonFiniteLoss(f"{stage}: the weights became non-finite by step {step}; stopped without overwriting "
-                            f"{ckpt}; lower the learning rates and run again")
+                            f"{ckpt}; start again in a new --out with lower learning rates")
 
 
 def _fmt(v: Any) -> str:

@@ -88,10 +88,11 @@ def open_job(cfg: TrainConfig, out: str | Path, stages: tuple[str, ...], resume:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SpvitError(f"--out '{out}' exists and is not a folder")
-    for stage in stages:
-        _claim_stage(out, stage, cfg, resume)
     rt = setup_runtime(device, threads)
     try:
+        for stage in stages:  # every rank reads, then rank 0 writes: no rank sees this job's own files
+            _claim_stage(out, stage, cfg, resume)
+        rt.barrier()
         if rt.is_main:
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", cfg.to_dict())

@@ -5,6 +5,7 @@ results and its `metrics.jsonl`.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,31 @@ from ..spec import ArchSpec
 from .config import TrainConfig
 
 PLOT_FILE = "search.png"
+
+
+def environment() -> dict[str, Any]:
+    """Where a number was measured: versions, threads, CPU/GPU."""
+    import platform
+
+    import timm
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+            "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "machine": platform.platform()}
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:
