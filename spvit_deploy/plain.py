@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import SpvitError
@@ -26,10 +27,17 @@ class ConvAttention(nn.Module):
         self.proj = nn.Linear(head_dim, dim)
 
     def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        B, T, C = x.shape
+        C = x.shape[-1]
         gh, gw = self.grid
-        p = x[:, 1:].transpose(1, 2).reshape(B, C, gh, gw)
-        y = self.act(self.conv(p)).flatten(2).transpose(1, 2)
+        p = x[:, 1:]  # (B, N, C) patch tokens, row-major over the grid
+        if self.conv.kernel_size == (1, 1):
+            # a 1x1 conv is a Linear over the channels: no layout change at all
+            y = self.act(F.linear(p, self.conv.weight.flatten(1), self.conv.bias))
+        else:
+            # tokens are NHWC; permuting to NCHW (not transposing (B, N, C) first) lets ONNX Runtime
+            # fold both permutes into its NCHWc reorders (channels_last) instead of copying twice
+            y = self.act(self.conv(p.reshape(-1, gh, gw, C).permute(0, 3, 1, 2)))
+            y = y.permute(0, 2, 3, 1).reshape(-1, gh * gw, self.conv.out_channels)  # (B, N, d)
         return torch.cat([x[:, :1], self.proj(y)], dim=1)
 
 
@@ -37,7 +45,8 @@ class SkipAttention(nn.Module):
     """No attention: patches get a zero branch, the class token is passed through."""
 
     def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.cat([x[:, :1], torch.zeros_like(x[:, 1:])], dim=1)
+        # one Pad in the exported graph instead of Slice + zeros + Concat
+        return F.pad(x[:, :1], (0, 0, 0, x.shape[1] - 1))
 
 
 class BiasOnly(nn.Module):

@@ -52,6 +52,10 @@ STAGES: dict[str, StageFn] = {}
 # stage name -> module that registers it (imported only when the stage is asked for)
 STAGE_MODULES: dict[str, str] = {
     "fused": ".fused",
+    "onnx-plugin": ".engine.stages",
+    "onnx-fp16": ".engine.stages",
+    "tensorrt": ".engine.stages",
+    "onnx": ".export.stage",
 }
 
 

@@ -19,7 +19,10 @@ COMMANDS = {
     "compress": "compress",
     "search": "search",
     "finetune": "finetune",
+    "build-engine": "build_engine",
     "demo": "demo",
+    "export": "export",
+    "benchmark": "benchmark",
 }
 
 

@@ -44,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for c in report.checks:
             print(f"{'ok  ' if c.ok else 'FAIL'} {c.stage:<12} max_abs_diff={c.max_abs_diff:.3g}")
+            if c.detail.get("skipped"):
+                print(f"     {c.stage} not run: {c.detail.get('reason')}")
         print("ok" if report.ok else "FAILED")
     return 0 if report.ok else 1

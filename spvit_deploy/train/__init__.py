@@ -1,11 +1,13 @@
 """Training: gate search and fine-tuning with distillation, resumable and data-parallel, and the
 offline demo. Python equivalents of the CLI:
 
-    cfg = make_config(model, DataConfig(root), dims, dense_gmacs, target_ratio=0.5, ...)  # or config_for(...)
-    compress(cfg, out)        # spvit-deploy compress
-    search(cfg, out)          # spvit-deploy search
-    finetune(cfg, out, arch=) # spvit-deploy finetune
-    run_demo(out)             # spvit-deploy demo
+    cfg = config_for("deit_b", "data/", checkpoint="deit_b.pth", target_ratio=0.5, search_epochs=10)
+    compress(cfg, "runs/deit_b")                 # spvit-deploy compress
+    search(cfg, "runs/deit_b")                   # spvit-deploy search
+    finetune(cfg, "runs/deit_b", arch=None)      # spvit-deploy finetune
+    run_demo("demo")                             # spvit-deploy demo
+
+`config_for` fills what is not given from the official recipe for the model's size (`recipe_for`).
 """
 from __future__ import annotations
 

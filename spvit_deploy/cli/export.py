@@ -1,0 +1,52 @@
+"""`spvit-deploy export`: a run folder (or model + spec) -> a checked ONNX graph with deploy metadata.
+
+Python: `export_onnx(load_export_model(run=RUN).module, "model.onnx")` (`spvit_deploy.export`).
+"""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_json_option, print_json
+
+
+def add_source_options(p: argparse.ArgumentParser) -> None:
+    """--run RUN_DIR | --model M --arch SPEC [--checkpoint P] [--img-size] [--num-classes] (export, benchmark)."""
+    g = p.add_argument_group("model (a run folder, or a model name and a spec)")
+    g.add_argument("--run", default=None, help="run folder (arch.json + model.safetensors)")
+    g.add_argument("--model", default=None, help="deit_t|deit_s|deit_b or a timm ViT name")
+    g.add_argument("--arch", default=None, help="architecture spec: paper:<name>, a JSON file or a run folder")
+    g.add_argument("--checkpoint", default=None,
+                   help="dense weights (.pth/.bin/.safetensors); without it the weights are random")
+    g.add_argument("--img-size", type=int, default=None)
+    g.add_argument("--num-classes", type=int, default=None)
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="export a compressed (or dense) model to ONNX, checked against PyTorch")
+    add_source_options(p)
+    p.add_argument("--dense", action="store_true", help="export the dense model of the same name instead")
+    p.add_argument("--out", required=True, help="ONNX file to write (atomically)")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--pad-widths", type=int, choices=(8, 16, 64), default=None,
+                   help="pad FFN widths up to a multiple with zero units (same outputs)")
+    add_json_option(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export.onnx import export_onnx
+    from ..export.source import load_export_model
+
+    em = load_export_model(run=args.run, model=args.model, arch=args.arch, checkpoint=args.checkpoint,
+                           dense=args.dense, img_size=args.img_size, num_classes=args.num_classes)
+    rep = export_onnx(em.module, args.out, spec=em.spec, variant=em.variant, opset=args.opset,
+                      pad_widths=args.pad_widths)
+    if args.json:
+        d = rep.to_dict()
+        d["metadata"] = {k: v for k, v in d["metadata"].items() if k != "spec"}
+        print_json(d)
+    else:
+        diffs = ", ".join(f"batch {b}: {v:.2g}" for b, v in rep.parity.items())
+        print(f"wrote {rep.path} ({em.variant}, {rep.metadata['gmacs']} GMACs, {sum(rep.op_counts.values())} nodes, "
+              f"{rep.size_bytes / 2**20:.1f} MiB); ONNX Runtime vs PyTorch max abs diff {diffs}")
+    return 0

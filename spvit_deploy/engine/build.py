@@ -1,0 +1,381 @@
+"""ONNX -> TensorRT engine: a strongly typed network from the ONNX parser, one optimization profile on
+the batch axis, a timing cache reused and merged across builds, and the plan written atomically
+with a JSON sidecar (`model.plan` -> `model.json`).
+
+`prepare_graph` makes the graph the builder receives (export of a run, fp16 conversion, plugin
+nodes); `build_engine` needs TensorRT and a GPU and says in one line when either is missing.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import SpvitError, require
+
+SIDECAR_VERSION = 1
+PLUGIN_IMPLS = ("aot", "jit")
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How to build: precision/plugin passes, the batch profile, workspace, timing cache."""
+
+    fp16: bool = False
+    plugins: bool = False
+    plugin_impl: str = "aot"  # aot: kernels inside the engine; jit: Python callbacks (TensorRT < 10.9)
+    min_batch: int = 1
+    opt_batch: int = 16
+    max_batch: int = 64
+    workspace_gb: float | None = None
+    timing_cache: str | None = None
+    optimization_level: int | None = None  # builder_optimization_level 0-5 (TensorRT's default: 3)
+    ptx_version: int | None = None  # cap the PTX ISA of the plugin kernels (older drivers)
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        b = (self.min_batch, self.opt_batch, self.max_batch)
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in b) or not b[0] <= b[1] <= b[2]:
+            raise SpvitError(f"batch profile must be 1 <= min <= opt <= max, got min={b[0]} opt={b[1]} max={b[2]}")
+        if self.plugin_impl not in PLUGIN_IMPLS:
+            raise SpvitError(f"--plugin-impl must be one of {', '.join(PLUGIN_IMPLS)}, not '{self.plugin_impl}'")
+        if self.workspace_gb is not None and not self.workspace_gb > 0:
+            raise SpvitError(f"--workspace-gb must be positive, got {self.workspace_gb}")
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise SpvitError(f"--optimization-level must be 0-5, got {self.optimization_level}")
+
+    @property
+    def profile(self) -> dict[str, int]:
+        return {"min": self.min_batch, "opt": self.opt_batch, "max": self.max_batch}
+
+
+# ------------------------------------------------------------------------------ the graph
+
+
+def sidecar_path(plan: str | os.PathLike[str]) -> Path:
+    """The JSON written beside an engine: `model.plan` -> `model.json`."""
+    return Path(plan).with_suffix(".json")
+
+
+def build_graph_path(plan: str | os.PathLike[str]) -> Path:
+    """Where the graph an engine is built from is kept when build-engine made it: `model.trt.onnx`."""
+    p = Path(plan)
+    return p.with_name(f"{p.stem}.trt.onnx")
+
+
+def transform_graph(proto: Any, fp16: bool = False, plugins: bool = False,
+                    plugin_kernels: tuple[int, ...] = (1, 3)) -> tuple[Any, dict[str, Any]]:
+    """fp16 conversion, then the plugin pass (either may be off; plugins only for conv blocks of the
+    kernel sizes in `plugin_kernels`); returns the graph and what was done."""
+    from .fp16 import convert_to_fp16, graph_precision
+    from .plugins import PLUGIN_OP, insert_conv_attn_plugins
+
+    done: dict[str, Any] = {}
+    if fp16 and graph_precision(proto) == "fp32":
+        proto, rep = convert_to_fp16(proto)
+        done["fp16"] = rep.to_dict()
+    if plugins and not any(n.op_type == PLUGIN_OP for n in proto.graph.node):
+        proto, prep = insert_conv_attn_plugins(proto, kernel_sizes=tuple(plugin_kernels))
+        done["plugins"] = prep.to_dict()
+    return proto, done
+
+
+def transform_file(src: str | os.PathLike[str], out: str | os.PathLike[str], *, fp16: bool = False,
+                   plugins: bool = False, plugin_kernels: tuple[int, ...] = (1, 3)) -> dict[str, Any]:
+    """`transform_graph` from the ONNX file `src` to `out` (written atomically); returns what was done."""
+    from .graphs import load_model, save_model
+
+    new, done = transform_graph(load_model(src), fp16=fp16, plugins=plugins, plugin_kernels=plugin_kernels)
+    save_model(new, out)
+    return done
+
+
+def prepare_graph(out_onnx: str | os.PathLike[str], *, run: str | os.PathLike[str] | None = None,
+                  onnx: str | os.PathLike[str] | None = None, fp16: bool = False, plugins: bool = False,
+                  plugin_kernels: tuple[int, ...] = (1, 3), opset: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """The graph to build from: `onnx` as is when no pass is asked for, else a transformed copy (or the
+    export of `run`) written atomically to `out_onnx`. Returns its path and what was done."""
+    from .graphs import load_model, save_model
+
+    if (run is None) == (onnx is None):
+        raise SpvitError("give exactly one of --run RUN_DIR or --onnx MODEL.onnx")
+    info: dict[str, Any] = {}
+    if run is not None:
+        import tempfile
+
+        from ..export import export_onnx, load_export_model
+
+        em = load_export_model(run=run)
+        with tempfile.TemporaryDirectory(prefix="spvit-engine-") as tmp:
+            kw = {"opset": opset} if opset else {}
+            rep = export_onnx(em.module, Path(tmp) / "model.onnx", spec=em.spec, **kw)
+            info["export"] = {"run": str(run), "parity_max_abs_diff": rep.max_abs_diff}
+            proto = load_model(Path(tmp) / "model.onnx")
+    else:
+        proto = load_model(onnx)
+        info["source"] = str(onnx)
+    new, done = transform_graph(proto, fp16=fp16, plugins=plugins, plugin_kernels=plugin_kernels)
+    info.update(done)
+    if run is None and not done:
+        return Path(onnx), info  # type: ignore[arg-type]
+    if onnx is not None and Path(out_onnx).resolve() == Path(onnx).resolve():
+        raise SpvitError(f"the transformed graph would overwrite its source '{onnx}'; choose another --out")
+    return save_model(new, out_onnx), info
+
+
+# ------------------------------------------------------------------------------ TensorRT pieces
+
+
+def network_flags(trt: Any, plugin_impl: str | None) -> int:
+    """Strongly typed (required on 10.x, always on in 11, where the flag is accepted and ignored), plus
+    the AOT/JIT preference for plugins that define both implementations."""
+    F = trt.NetworkDefinitionCreationFlag
+    flags = 0
+    if hasattr(F, "STRONGLY_TYPED"):
+        flags |= 1 << int(F.STRONGLY_TYPED)
+    if plugin_impl == "aot" and hasattr(F, "PREFER_AOT_PYTHON_PLUGINS"):
+        flags |= 1 << int(F.PREFER_AOT_PYTHON_PLUGINS)
+    elif plugin_impl == "jit" and hasattr(F, "PREFER_JIT_PYTHON_PLUGINS"):
+        flags |= 1 << int(F.PREFER_JIT_PYTHON_PLUGINS)
+    return flags
+
+
+def parser_errors(parser: Any) -> list[str]:
+    out = []
+    for i in range(parser.num_errors):
+        e = parser.get_error(i)
+        where = ""
+        with contextlib.suppress(Exception):
+            where = f" at node '{e.node_name()}' ({e.node_operator()})"
+        desc = e.desc() if hasattr(e, "desc") else str(e)
+        out.append(f"{desc}{where}")
+    return out
+
+
+def set_batch_profile(builder: Any, network: Any, config: Any, settings: BuildSettings) -> dict[str, Any]:
+    """One optimization profile: every input's batch axis from min to max, the other axes fixed."""
+    profile = builder.create_optimization_profile()
+    shapes: dict[str, Any] = {}
+    for i in range(network.num_inputs):
+        t = network.get_input(i)
+        shape = tuple(int(d) for d in t.shape)
+        if not shape or shape[0] != -1:
+            raise SpvitError(f"input '{t.name}' has a fixed batch {list(shape)}; export with a dynamic batch axis")
+        if any(d < 0 for d in shape[1:]):
+            raise SpvitError(f"input '{t.name}' has dynamic axes besides the batch {list(shape)}; export at a fixed size")
+        rest = shape[1:]
+        mn, opt, mx = ((b, *rest) for b in (settings.min_batch, settings.opt_batch, settings.max_batch))
+        profile.set_shape(t.name, mn, opt, mx)
+        shapes[t.name] = {"min": list(mn), "opt": list(opt), "max": list(mx)}
+    if config.add_optimization_profile(profile) < 0:
+        raise SpvitError("TensorRT rejected the optimization profile")
+    return shapes
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`.lock (concurrent builds sharing one timing cache)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class TimingCache:
+    """A timing cache file reused across builds: loaded before, merged with the file's newest state
+    and written back atomically after (under a lock, as Polygraphy does)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = Path(path) if path else None
+        self.loaded_bytes = 0
+        self.saved_bytes = 0
+        self.reused = False
+        self.note = ""
+        self._cache: Any = None
+
+    def attach(self, config: Any) -> None:
+        blob = b""
+        if self.path is not None and self.path.is_file():
+            blob = self.path.read_bytes()
+        self.loaded_bytes = len(blob)
+        cache = config.create_timing_cache(blob)
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            self.note = "the timing cache was made by another TensorRT version or GPU; starting an empty one"
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, ignore_mismatch=False)
+            blob = b""
+        self.reused = bool(blob)
+        self._cache = cache  # must outlive the build
+
+    def save(self, config: Any) -> None:
+        if self.path is None:
+            return
+        from .._io import write_bytes
+
+        cache = config.get_timing_cache()
+        if cache is None:
+            return
+        with _file_lock(self.path):
+            if self.path.is_file():  # another build may have written it meanwhile: keep its entries too
+                newest = config.create_timing_cache(self.path.read_bytes())
+                if not cache.combine(newest, ignore_mismatch=True):
+                    self.note = self.note or "the cache file did not match this TensorRT/GPU; it was replaced"
+            data = bytes(memoryview(cache.serialize()))
+            write_bytes(self.path, data)
+            self.saved_bytes = len(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path) if self.path else None, "loaded_bytes": self.loaded_bytes,
+                "saved_bytes": self.saved_bytes, "reused": self.reused, **({"note": self.note} if self.note else {})}
+
+
+def network_io(trt: Any, network: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """[{name, dtype (numpy spelling), shape (-1 = dynamic)}] for the network's inputs and outputs."""
+    import numpy as np
+
+    def row(t: Any) -> dict[str, Any]:
+        return {"name": t.name, "dtype": np.dtype(trt.nptype(t.dtype)).name, "shape": [int(d) for d in t.shape]}
+
+    return ([row(network.get_input(i)) for i in range(network.num_inputs)],
+            [row(network.get_output(i)) for i in range(network.num_outputs)])
+
+
+def write_engine(out: Path, plan: bytes, meta: dict[str, Any]) -> None:
+    """The plan and its sidecar, each through a temporary file renamed into place, the plan last; on
+    any failure the previous sidecar (or none) is put back, so a sidecar always describes the plan."""
+    from .._io import atomic_path, write_bytes, write_json
+
+    side = sidecar_path(out)
+    previous = side.read_bytes() if side.is_file() else None
+    try:
+        with atomic_path(out) as tmp_plan:
+            tmp_plan.write_bytes(plan)
+            write_json(side, meta)
+    except BaseException:
+        if previous is None:
+            side.unlink(missing_ok=True)
+        else:
+            write_bytes(side, previous)
+        raise
+
+
+def plugin_records(count: int, impl: str | None) -> list[dict[str, Any]]:
+    """The sidecar's `plugins`: name, library (None: nothing to load), implementation, node count."""
+    from .plugins import PLUGIN_NAME, PLUGIN_VERSION
+
+    if not count:
+        return []
+    return [{"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "library": None, "implementation": impl,
+             "count": count, "python_needed_at_runtime": impl == "jit"}]
+
+
+def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], settings: BuildSettings | None = None,
+                 *, source: dict[str, Any] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build `onnx` into a TensorRT plan at `out` with its sidecar; returns the sidecar's content."""
+    from .. import __version__
+    from .device import MIN_TRT_AOT, MIN_TRT_PLUGINS, gpu_info, require_tensorrt, trt_version
+    from .fp16 import graph_precision
+    from .graphs import check_graph, get_metadata, load_model, sha256_file
+
+    settings = settings or BuildSettings()
+    say = log or (lambda msg: None)
+    out = Path(out)
+    if out.is_dir():
+        raise SpvitError(f"--out '{out}' is a folder; give a file name such as model.plan")
+    trt = require_tensorrt()
+    gpu = gpu_info()
+    proto = load_model(onnx)
+    checks = check_graph(proto)
+    if not checks.batch_dynamic:
+        raise SpvitError(f"'{onnx}' has a fixed batch axis; re-export it (the profile needs a dynamic batch)")
+    graph_meta = get_metadata(proto)
+    impl: str | None = None
+    if checks.plugin_nodes:
+        from .trt_plugin import register_plugin, set_aot_target
+
+        if trt_version(trt) < MIN_TRT_PLUGINS:
+            raise SpvitError(f"TensorRT {trt.__version__} has no tensorrt.plugin; plugins need 10.6+ (AOT 10.9+)")
+        impl = settings.plugin_impl
+        if impl == "aot" and trt_version(trt) < MIN_TRT_AOT:
+            say(f"TensorRT {trt.__version__} has no AOT plugins (10.9+): falling back to the JIT implementation, "
+                f"the engine will need Python at run time")
+            impl = "jit"
+        if impl == "aot":
+            require("triton", "triton", "triton (the plugin kernels are compiled at build time)")
+            if os.environ.get("TRITON_INTERPRET") == "1":
+                raise SpvitError("TRITON_INTERPRET=1 is set: the plugin kernels cannot be compiled for the GPU; "
+                                 "unset it for build-engine")
+        defs = register_plugin(aot=impl == "aot", jit=True)
+        impl = "aot" if impl == "aot" and defs.aot else "jit"
+        set_aot_target(gpu.cc, settings.ptx_version)
+    logger = trt.Logger(trt.Logger.VERBOSE if settings.verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, impl))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx)):
+        errors = parser_errors(parser)
+        raise SpvitError(f"TensorRT's ONNX parser rejected '{onnx}': {errors[0] if errors else 'no detail'}"
+                         + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""))
+    config = builder.create_builder_config()
+    if settings.workspace_gb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_gb * 2**30))
+    if settings.optimization_level is not None:
+        config.builder_optimization_level = settings.optimization_level
+    shapes = set_batch_profile(builder, network, config, settings)
+    cache = TimingCache(settings.timing_cache)
+    cache.attach(config)
+    say(f"building {out.name} on {gpu.name} (sm_{gpu.cc}) with TensorRT {trt.__version__}")
+    t0 = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise SpvitError("TensorRT could not build the engine (its log above says why); nothing was written")
+    build_s = time.perf_counter() - t0
+    cache.save(config)
+    inputs, outputs = network_io(trt, network)
+    meta = {
+        "sidecar_version": SIDECAR_VERSION,
+        "spvit_deploy": __version__,
+        "tensorrt_version": str(trt.__version__),
+        "gpu": gpu.name,
+        "compute_capability": gpu.compute_capability,
+        "precision": graph_precision(proto),
+        "strongly_typed": True,
+        "profile": settings.profile,
+        "profile_shapes": shapes,
+        "plugins": plugin_records(checks.plugin_nodes, impl),
+        "onnx": {"path": str(onnx), "sha256": sha256_file(onnx)},
+        "source": source or {},
+        "inputs": inputs,
+        "outputs": outputs,
+        "workspace_gb": settings.workspace_gb,
+        "timing_cache": cache.to_dict(),
+        "build_seconds": round(build_s, 2),
+        "model": graph_meta.get("model"),
+        "variant": graph_meta.get("variant"),
+    }
+    write_engine(out, bytes(memoryview(plan)), meta)
+    return meta
+
+
+def read_sidecar(plan: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sidecar of an engine (an empty dict when there is none)."""
+    p = sidecar_path(plan)
+    if not p.is_file():
+        return {}
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        raise SpvitError(f"{p} is not valid JSON; rebuild the engine") from None
+
+
+def settings_dict(settings: BuildSettings) -> dict[str, Any]:
+    return asdict(settings)

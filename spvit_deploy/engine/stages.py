@@ -1,0 +1,140 @@
+"""`verify` stages for the graphs `build-engine` receives, checked on CPU through `onnx.reference`, and
+on TensorRT where it exists.
+
+- `onnx-plugin`: export -> plugin pass; the plugin graph (numpy reference op) vs the plain graph,
+  max abs diff <= 1e-4 (fp32), one plugin node per conv block, batch axis dynamic.
+- `onnx-fp16`: export -> fp16 (and fp16 + plugins) vs the fp32 graph on real images (the demo's
+  digits): cosine >= 0.999 and the same top-1 for every image; no fp16 LayerNorm/Softmax.
+- `tensorrt`: an fp16 engine with plugins vs ONNX Runtime fp32 (max abs, cosine, top-1). Where
+  TensorRT or a GPU is missing the stage is reported not ok, `skipped` with the reason: never a pass.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..verification import Check, VerifyContext, register_stage
+
+PLUGIN_TOLERANCE = 1e-4
+MIN_COSINE = 0.999
+MIN_TOP1 = 1.0
+IMAGES = 16
+
+
+_LAST_EXPORT: dict[str, Any] = {}  # the stages of one verify() run share one export
+
+
+def _export(ctx: VerifyContext) -> Any:
+    """The project's ONNX export of the plain network (fp32, dynamic batch), as a ModelProto."""
+    from ..export import export_onnx
+    from .graphs import load_model
+
+    key = (id(ctx), id(ctx.plain))
+    if _LAST_EXPORT.get("key") != key:
+        with tempfile.TemporaryDirectory(prefix="spvit-verify-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_onnx(ctx.plain, path, spec=ctx.spec, check_batches=(1,))
+            _LAST_EXPORT.update(key=key, proto=load_model(path))
+    return _LAST_EXPORT["proto"]
+
+
+def _images(ctx: VerifyContext) -> np.ndarray:
+    from ..models import data_config
+    from .samples import demo_images
+
+    cfg = data_config(ctx.plain)
+    n = int(ctx.options.get("images", IMAGES))
+    return demo_images(n, ctx.spec.img_size, cfg["mean"], cfg["std"])
+
+
+def _expected_plugins(ctx: VerifyContext) -> int:
+    from ..spec import CONV_KERNEL
+
+    return sum(1 for b in ctx.spec.blocks if b.attn in CONV_KERNEL)
+
+
+@register_stage("onnx-plugin")
+def onnx_plugin_stage(ctx: VerifyContext) -> Check:
+    """Plugin graph vs plain graph, both through onnx.reference (fp32)."""
+    from .build import transform_graph
+    from .graphs import check_graph, run_reference
+
+    plain = _export(ctx)
+    graph, _ = transform_graph(plain, plugins=True)
+    x = np.concatenate([ctx.inputs.numpy().astype(np.float32), _images(ctx)[:4]])
+    d = float(np.abs(run_reference(graph, x).astype(np.float64) - run_reference(plain, x)).max())
+    checks = check_graph(graph)
+    want = _expected_plugins(ctx)
+    ok = d <= PLUGIN_TOLERANCE and checks.plugin_nodes == want and checks.batch_dynamic
+    return Check("onnx-plugin", d, ok, {
+        "vs": "the fp32 ONNX graph, both in onnx.reference", "tolerance": PLUGIN_TOLERANCE,
+        "plugin_nodes": checks.plugin_nodes, "conv_blocks": want, "batch_dynamic": checks.batch_dynamic,
+        "samples": int(len(x)),
+    })
+
+
+@register_stage("onnx-fp16")
+def onnx_fp16_stage(ctx: VerifyContext) -> Check:
+    """fp16 and fp16+plugin graphs vs the fp32 graph on real images, through onnx.reference."""
+    from ..bench.compare import compare
+    from .build import transform_graph
+    from .graphs import check_graph, run_reference
+
+    plain = _export(ctx)
+    images = _images(ctx)
+    ref = run_reference(plain, images)
+    graphs = {"fp16": transform_graph(plain, fp16=True)[0]}
+    if _expected_plugins(ctx):
+        graphs["fp16+plugins"] = transform_graph(graphs["fp16"], plugins=True)[0]
+    detail: dict[str, Any] = {"vs": "the fp32 ONNX graph on the demo's digits, all in onnx.reference",
+                              "images": int(len(images)), "min_cosine": MIN_COSINE, "min_top1": MIN_TOP1}
+    ok, worst = True, 0.0
+    for name, g in graphs.items():
+        c = compare(ref, run_reference(g, images))
+        checks = check_graph(g)
+        good = (c.ok(min_cosine=MIN_COSINE, min_top1=MIN_TOP1) and not checks.fp16_sensitive_ops
+                and checks.batch_dynamic)
+        detail[name] = {**c.to_dict(), "fp16_sensitive_ops": checks.fp16_sensitive_ops,
+                        "batch_dynamic": checks.batch_dynamic, "plugin_nodes": checks.plugin_nodes, "ok": good}
+        ok, worst = ok and good, max(worst, c.max_abs_diff)
+    return Check("onnx-fp16", worst, ok, detail)
+
+
+@register_stage("tensorrt")
+def tensorrt_stage(ctx: VerifyContext) -> Check:
+    """An fp16 TensorRT engine (plugins for conv blocks) vs ONNX Runtime fp32, on real images."""
+    from .runner import probe
+
+    reason = probe()
+    if reason is not None:
+        return Check("tensorrt", math.nan, False, {"skipped": True, "reason": reason})
+    from ..bench.compare import compare
+    from ..export import ort_session
+    from .build import BuildSettings, build_engine, prepare_graph
+    from .runner import TensorRTRunner
+
+    images = np.concatenate([_images(ctx), ctx.inputs.numpy().astype(np.float32)])
+    settings = BuildSettings(fp16=True, plugins=bool(_expected_plugins(ctx)), max_batch=max(64, len(images)))
+    with tempfile.TemporaryDirectory(prefix="spvit-verify-trt-") as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        from ..export import export_onnx
+
+        export_onnx(ctx.plain, onnx_path, spec=ctx.spec, check_batches=(1,))
+        sess = ort_session(onnx_path)
+        ref = sess.run(None, {sess.get_inputs()[0].name: images})[0]
+        graph, _ = prepare_graph(Path(tmp) / "model.trt.onnx", onnx=onnx_path, fp16=True, plugins=settings.plugins)
+        meta = build_engine(graph, Path(tmp) / "model.plan", settings)
+        runner = TensorRTRunner(Path(tmp) / "model.plan")
+        try:
+            out = next(iter(runner.infer({runner.input_names[0]: images}).values()))
+        finally:
+            runner.close()
+    c = compare(ref, out)
+    return Check("tensorrt", c.max_abs_diff, c.ok(min_cosine=MIN_COSINE, min_top1=MIN_TOP1), {
+        "vs": "ONNX Runtime fp32", **c.to_dict(), "engine": {k: meta[k] for k in
+                                                            ("tensorrt_version", "gpu", "precision", "plugins")},
+    })

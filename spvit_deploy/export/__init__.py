@@ -1,0 +1,28 @@
+"""Stage 5: a plain (or dense) network -> a checked, simplified ONNX graph with deploy metadata.
+
+`export_onnx(model, "model.onnx")` exports with a dynamic batch axis, simplifies, writes metadata
+and checks ONNX Runtime against PyTorch before the file appears; `pad_ffn_widths` pads trimmed
+FFNs with zero units; `load_export_model` builds what to export from a run or a model + spec.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "export_onnx": "onnx",
+    "ExportReport": "onnx",
+    "read_metadata": "onnx",
+    "ort_session": "ort",
+    "pad_ffn_widths": "pad",
+    "load_export_model": "source",
+    "ExportModel": "source",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'spvit_deploy.export' has no attribute '{name}'")

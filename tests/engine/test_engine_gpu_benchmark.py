@@ -1,0 +1,62 @@
+"""benchmarks/gpu/run_trt.py without a GPU: its pure logic (latency rows, speedups, goals, Markdown)
+and the one-line exit when TensorRT is missing."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu" / "run_trt.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("run_trt", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rows(bench):
+    ms = {("dense-fp16", 1): 2.0, ("compressed-fp16", 1): 1.6, ("compressed-fp16-plugins", 1): 1.25,
+          ("dense-fp16", 64): 40.0, ("compressed-fp16", 64): 25.0, ("compressed-fp16-plugins", 64): 23.0}
+    return [bench.latency_row("deit_b", e, b, [t / 1e3] * 9 + [2 * t / 1e3]) for (e, b), t in ms.items()]
+
+
+def test_speedups_and_goals(bench) -> None:
+    rows = _rows(bench)
+    assert rows[0]["p50_ms"] == pytest.approx(2.0) and rows[0]["p99_ms"] == pytest.approx(4.0)
+    assert rows[0]["throughput_ips"] == pytest.approx(1e3 / 2.2)
+    sp = bench.speedups(rows)
+    plug64 = next(s for s in sp if s["batch"] == 64 and s["engine"] == "compressed-fp16-plugins")
+    assert plug64["vs_dense"] == pytest.approx(40 / 23, rel=1e-3) and plug64["vs_no_plugins"] == pytest.approx(25 / 23, rel=1e-3)
+    goals = {g["batch"]: g for g in bench.goal_checks(sp)}
+    assert goals[64]["met"] is False and goals[64]["speedup"] == pytest.approx(40 / 23, rel=1e-3)
+    assert goals[1]["met"] is True and goals[1]["speedup"] == pytest.approx(1.6)
+    assert bench.goal_checks([])[0]["met"] is None
+
+
+def test_markdown_from_results(bench) -> None:
+    rows = _rows(bench)
+    sp = bench.speedups(rows)
+    results = {"environment": {"gpu": "NVIDIA H100", "cc": 90, "tensorrt": "10.13", "date_utc": "x"},
+               "weights": "random", "settings": {"iters": 10, "warmup": 1}, "latency": rows, "speedups": sp,
+               "goals": bench.goal_checks(sp),
+               "parity": [{"model": "deit_b", "engine": "dense-fp16", "max_abs_diff": 0.01, "cosine": 0.9999,
+                           "top1_agreement": 1.0, "ok": True}],
+               "engines": [{"model": "deit_b", "engine": "compressed-fp16-plugins", "build_seconds": 50,
+                            "plugins": [{"count": 8, "implementation": "aot"}], "precision": "fp16"}]}
+    md = bench.render_markdown(results)
+    assert "| deit_b | 64 | >= 1.8x | 1.74x | **no** |" in md and "| deit_b | 1 | >= 1.4x | 1.60x | yes |" in md
+    assert "8 x aot" in md and "NVIDIA H100 (sm_90)" in md
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
+def test_without_tensorrt_exits_2_with_one_line(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "r")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("run_trt: error: TensorRT is not installed") and not (tmp_path / "r").exists()

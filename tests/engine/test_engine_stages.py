@@ -1,0 +1,30 @@
+"""`verify --stages onnx-plugin,onnx-fp16,tensorrt` end to end on CPU: the two graph stages pass,
+the TensorRT stage is reported not ok with the reason (never a silent pass)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from spvit_deploy.cli import main
+
+from spvit_testing import TINY, TINY_IMG, random_spec
+
+
+@pytest.mark.slow
+def test_verify_graph_stages(tmp_path, capsys) -> None:
+    spec = random_spec(TINY, 12, 768, ["conv3x3", "msa", "conv1x1"], TINY_IMG, num_classes=10)
+    spec.save(tmp_path / "arch.json")
+    rc = main(["verify", "--model", "deit_t", "--arch", str(tmp_path / "arch.json"),
+               "--stages", "onnx-plugin,onnx-fp16,tensorrt", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    checks = {c["stage"]: c for c in report["checks"]}
+    plugin, fp16, trt = checks["onnx-plugin"], checks["onnx-fp16"], checks["tensorrt"]
+    assert plugin["ok"] and plugin["max_abs_diff"] <= 1e-4 and plugin["detail"]["plugin_nodes"] == 8
+    for graph in ("fp16", "fp16+plugins"):
+        d = fp16["detail"][graph]
+        assert d["ok"] and d["cosine"] >= 0.999 and d["top1_agreement"] == 1.0 and d["fp16_sensitive_ops"] == []
+    if importlib.util.find_spec("tensorrt") is None:
+        assert rc == 1 and not report["ok"] and not trt["ok"] and trt["detail"]["skipped"]
+        assert "TensorRT is not installed" in trt["detail"]["reason"]
