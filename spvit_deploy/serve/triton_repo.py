@@ -246,15 +246,13 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
 # ---------------------------------------------------------------- a run folder -> repository
 
 
-def _export_onnx(model: Any, out: Path, img_size: int) -> None:
-    """The one call into the export stage (input `input` (B,3,H,W) fp32, output `logits`, dynamic batch)."""
-    import torch
+def _export_onnx(run: str | os.PathLike[str], out: Path, *, dense: bool = False,
+                 checkpoint: str | os.PathLike[str] | None = None) -> None:
+    """The export stage: the run's compressed network (or the dense one) -> a parity-checked ONNX file."""
+    from ..export import export_onnx, load_export_model
 
-    model = model.eval()
-    x = torch.zeros(1, 3, img_size, img_size)
-    with torch.no_grad():
-        torch.onnx.export(model, (x,), str(out), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    m = load_export_model(run=run, dense=dense, checkpoint=checkpoint)
+    export_onnx(m.module, out, spec=m.spec)
 
 
 def export_triton(
@@ -313,14 +311,14 @@ def export_triton(
     if backend == "tensorrt":
         jobs = [(engine, []), (dense_engine, [])]
     else:
-        jobs.append((onnx or (lambda p: _export_onnx(r.model, p, spec.img_size)), []))
+        jobs.append((onnx or (lambda p: _export_onnx(r.path, p)), []))
         if dense and dense_onnx:
             jobs.append((dense_onnx, []))
         elif dense:
             ck = _dense_checkpoint(r, dense_checkpoint)
             note = [] if ck else ["dense weights are random (the run records no dense checkpoint that exists here); "
                                   "pass --dense-checkpoint for real ones (latency is the same)"]
-            jobs.append((lambda p: _export_onnx(_dense_model(r, ck), p, spec.img_size), note))
+            jobs.append((lambda p: _export_onnx(r.path, p, dense=True, checkpoint=ck), note))
     return [write_model(repo, n, src, source=str(r.path), notes=note, **common)  # type: ignore[arg-type]
             for n, (src, note) in zip(names, jobs)]
 
@@ -333,10 +331,3 @@ def _dense_checkpoint(run: Any, checkpoint: str | os.PathLike[str] | None) -> st
         return str(checkpoint)
     recorded = (run.meta.get("source") or {}).get("checkpoint")
     return recorded if recorded and Path(recorded).is_file() else None
-
-
-def _dense_model(run: Any, checkpoint: str | None) -> Any:
-    from ..models import create_dense
-
-    return create_dense(run.spec.model, checkpoint=checkpoint, num_classes=run.spec.num_classes,
-                        img_size=run.spec.img_size)
