@@ -128,8 +128,8 @@ def main() -> int:
     settings = BenchSettings(backends=("onnxruntime",), batches=(1, 16), iters=3 if quick else 24,
                              warmup=1 if quick else 2, rounds=3 if quick else 6)
     sections = [measure_model(settings, model=m, arch=a, log=log) for m, a in CASES]
-    ab_settings = BenchSettings(backends=("onnxruntime",), batches=(1, 16), iters=2 if quick else 10,
-                                warmup=1, rounds=2 if quick else 5)
+    ab_settings = BenchSettings(backends=("onnxruntime",), batches=(1, 16), iters=2 if quick else 8,
+                                warmup=1, rounds=2 if quick else 4)
     ab = ablation(ab_settings, log)
     res = write_report(sections, settings, out, notes=NOTES, ablations=[ab])
     for s in res["speedups"]:

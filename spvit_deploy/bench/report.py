@@ -148,9 +148,10 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, max(1, len(sections)), figsize=(4.6 * max(1, len(sections)), 3.8), squeeze=False)
     for ax, sec in zip(axes[0], sections):
         backends = list(dict.fromkeys(r["backend"] for r in sec["rows"]))
+        batches = sorted({r["batch"] for r in sec["rows"]})
         for i, b in enumerate(backends):
-            color = f"C{i}"
-            for v in VARIANTS:
+            style = ("-", "--", ":", "-.")[i % 4]
+            for v, color in zip(VARIANTS, ("0.45", f"C{i}")):
                 rows = sorted((r for r in sec["rows"] if r["backend"] == b and r["variant"] == v),
                               key=lambda r: r["batch"])
                 if not rows:
@@ -158,13 +159,20 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
                 xs = [r["batch"] for r in rows]
                 ys = [r["p50_ms"] for r in rows]
                 err = [[0 for _ in rows], [r["p90_ms"] - r["p50_ms"] for r in rows]]
-                ax.errorbar(xs, ys, yerr=err, color=color, linestyle="--" if v == "dense" else "-", marker="o",
-                            capsize=3, label=f"{b} {v}")
+                ax.errorbar(xs, ys, yerr=err, color=color, linestyle=style, marker="o", capsize=3,
+                            label=f"{b}: {v}")
+            for s in sec["speedups"]:
+                if s["backend"] == b:
+                    y = next(r["p50_ms"] for r in sec["rows"] if r["backend"] == b and r["batch"] == s["batch"]
+                             and r["variant"] == "compressed")
+                    ax.annotate(f"{s['p50_speedup']:.2f}x", (s["batch"], y), textcoords="offset points",
+                                xytext=(6, -12), fontsize=8, color=f"C{i}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(batches, [str(b) for b in batches])
         ax.set_xlabel("batch")
-        ax.set_ylabel("p50 latency, ms (bar: p90)")
-        ax.set_title(f"{sec['model']}\nMACs ratio {sec['macs_ratio']:.2f}x", fontsize=9)
+        ax.set_ylabel("p50 latency, ms (bar: to p90)")
+        ax.set_title(f"{sec['model']}\nMACs ratio {sec['macs_ratio']:.2f}x; label: p50 speedup", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--pad-widths", type=int, choices=(8, 16, 64), default=None,
                    help="pad FFN widths up to a multiple with zero units (same outputs)")
+    p.add_argument("--fp16", action="store_true",
+                   help="write the fp16 graph build-engine uses (LayerNorm, Softmax, reductions, classifier fp32)")
+    p.add_argument("--plugins", action="store_true",
+                   help="replace each conv block by one SpvitConvAttn node (the TensorRT plugin)")
     add_json_option(p)
     return p
 
@@ -39,8 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     em = load_export_model(run=args.run, model=args.model, arch=args.arch, checkpoint=args.checkpoint,
                            dense=args.dense, img_size=args.img_size, num_classes=args.num_classes)
-    rep = export_onnx(em.module, args.out, spec=em.spec, variant=em.variant, opset=args.opset,
-                      pad_widths=args.pad_widths)
+    if args.fp16 or args.plugins:  # export fp32 (parity-checked), then the engine graph passes
+        from ..engine.build import export_for_engine
+
+        rep = export_for_engine(em, args.out, fp16=args.fp16, plugins=args.plugins, opset=args.opset,
+                                pad_widths=args.pad_widths)
+    else:
+        rep = export_onnx(em.module, args.out, spec=em.spec, variant=em.variant, opset=args.opset,
+                          pad_widths=args.pad_widths)
     if args.json:
         d = rep.to_dict()
         d["metadata"] = {k: v for k, v in d["metadata"].items() if k != "spec"}

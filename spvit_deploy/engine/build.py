@@ -94,6 +94,26 @@ def transform_file(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     return done
 
 
+def export_for_engine(em: Any, out: str | os.PathLike[str], *, fp16: bool = False, plugins: bool = False,
+                      **export_kw: Any) -> Any:
+    """`export_onnx` of an `ExportModel` (checked against PyTorch in fp32), then the fp16 / plugin passes,
+    written atomically to `out`; returns the export report for `out`, with `engine_passes` in its metadata."""
+    import dataclasses
+    import tempfile
+
+    from ..export import export_onnx
+    from .graphs import load_model
+
+    with tempfile.TemporaryDirectory(prefix="spvit-export-") as tmp:
+        rep = export_onnx(em.module, Path(tmp) / "fp32.onnx", spec=em.spec, variant=em.variant, **export_kw)
+        done = transform_file(Path(tmp) / "fp32.onnx", out, fp16=fp16, plugins=plugins)
+    counts: dict[str, int] = {}
+    for n in load_model(out).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dataclasses.replace(rep, path=str(out), size_bytes=Path(out).stat().st_size, op_counts=dict(sorted(counts.items())),
+                               metadata={**rep.metadata, "engine_passes": done})
+
+
 def prepare_graph(out_onnx: str | os.PathLike[str], *, run: str | os.PathLike[str] | None = None,
                   onnx: str | os.PathLike[str] | None = None, fp16: bool = False, plugins: bool = False,
                   plugin_kernels: tuple[int, ...] = (1, 3), opset: int | None = None) -> tuple[Path, dict[str, Any]]:

@@ -28,3 +28,28 @@ def test_verify_graph_stages(tmp_path, capsys) -> None:
     if importlib.util.find_spec("tensorrt") is None:
         assert rc == 1 and not report["ok"] and not trt["ok"] and trt["detail"]["skipped"]
         assert "TensorRT is not installed" in trt["detail"]["reason"]
+
+
+def test_export_cli_fp16_and_plugins(tmp_path, capsys) -> None:
+    """`spvit-deploy export --fp16 --plugins`: the graph build-engine would build, checked like it."""
+    import numpy as np
+    import onnx
+
+    from spvit_deploy.bench.compare import compare
+    from spvit_deploy.engine.graphs import check_graph, run_reference
+
+    spec = random_spec(TINY, 12, 768, ["conv3x3", "msa", "conv1x1", "skip"], TINY_IMG, num_classes=10)
+    spec.save(tmp_path / "arch.json")
+    common = ["export", "--model", "deit_t", "--arch", str(tmp_path / "arch.json")]
+    assert main([*common, "--out", str(tmp_path / "fp32.onnx")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--fp16", "--plugins", "--out", str(tmp_path / "trt.onnx"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["path"] == str(tmp_path / "trt.onnx") and rep["op_counts"]["SpvitConvAttn"] == 6
+    assert rep["metadata"]["engine_passes"]["plugins"]["count"] == 6
+    graph = onnx.load(str(tmp_path / "trt.onnx"))
+    checks = check_graph(graph)
+    assert checks.ok and checks.plugin_nodes == checks.conv_blocks == 6 and not checks.fp16_sensitive_ops
+    x = np.random.default_rng(0).standard_normal((4, 3, TINY_IMG, TINY_IMG)).astype(np.float32)
+    c = compare(run_reference(onnx.load(str(tmp_path / "fp32.onnx")), x), run_reference(graph, x))
+    assert c.cosine >= 0.999 and c.top1_agreement == 1.0
