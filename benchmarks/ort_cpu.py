@@ -23,11 +23,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from spvit_deploy.bench.benchmark import BenchSettings, compare_graphs, measure_model  # noqa: E402
+from spvit_deploy.bench.environment import wait_for_quiet  # noqa: E402
 from spvit_deploy.bench.report import write_report  # noqa: E402
 from spvit_deploy.export.onnx import export_onnx  # noqa: E402
 from spvit_deploy.export.source import load_model_pair  # noqa: E402
 
 CASES = (("deit_t", "paper:deit_tiny"), ("deit_s", "paper:deit_small"), ("deit_b", "paper:deit_base"))
+OTHER_CPU_MAX = 20.0  # % of one CPU that other processes may use while a model is timed
 OUT = Path(__file__).resolve().parent / "results" / "ort_cpu"
 
 NOTES = """\
@@ -111,7 +113,22 @@ def ablation(settings: BenchSettings, log: Any) -> dict[str, Any]:
         add("dense, timm attention as is", dense, rewrite=False)
         del pair, comp, dense
         log("ablation: timing")
+        wait_for_quiet(threshold_pct=OTHER_CPU_MAX)
         return compare_graphs(graphs, settings, (3, 224, 224), "DeiT-B graph ablation (ONNX Runtime CPU)")
+
+
+def measure_quietly(settings: BenchSettings, log: Any, attempts: int = 3, **source: Any) -> dict[str, Any]:
+    """`measure_model`, started when no other process is busy and repeated (up to `attempts` times) when
+    other processes took more than OTHER_CPU_MAX % of a CPU while it was timing. The machine is shared."""
+    for attempt in range(1, attempts + 1):
+        waited = wait_for_quiet(threshold_pct=OTHER_CPU_MAX)
+        sec = measure_model(settings, log=log, **source)
+        sec["quiet_wait_s"], sec["attempt"] = waited, attempt
+        busiest = max(r["other_cpu_pct"] for r in sec["rows"])
+        if busiest <= OTHER_CPU_MAX:
+            break
+        log(f"{sec['model']}: other processes used {busiest:.0f}% CPU while timing; measuring again")
+    return sec
 
 
 def main() -> int:
@@ -127,7 +144,7 @@ def main() -> int:
 
     settings = BenchSettings(backends=("onnxruntime",), batches=(1, 16), iters=3 if quick else 24,
                              warmup=1 if quick else 2, rounds=3 if quick else 6)
-    sections = [measure_model(settings, model=m, arch=a, log=log) for m, a in CASES]
+    sections = [measure_quietly(settings, log, model=m, arch=a) for m, a in CASES]
     ab_settings = BenchSettings(backends=("onnxruntime",), batches=(1, 16), iters=2 if quick else 8,
                                 warmup=1, rounds=2 if quick else 4)
     ab = ablation(ab_settings, log)

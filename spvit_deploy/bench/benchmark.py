@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -93,7 +94,11 @@ class Worker:
         )
         cfg = {"backend": backend, "path": path, "threads": threads, "batch": batch,
                "input_shape": list(input_shape), "seed": seed}
-        self.loaded = self._ask(cfg)
+        try:
+            self.loaded = self._ask(cfg)
+        except BaseException:
+            self.close()
+            raise
 
     def _ask(self, msg: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -151,8 +156,10 @@ def latency_stats(times_s: Sequence[float], batch: int) -> dict[str, float]:
 
 
 def time_interleaved(backend: str, paths: dict[str, str], batch: int, input_shape: Sequence[int],
-              settings: BenchSettings) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+                     settings: BenchSettings) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Time every model in `paths` ({label: artefact}) on one backend at one batch size, interleaved."""
+    from .environment import cpu_ticks, other_cpu_percent
+
     threads = settings.resolved_threads
     workers: dict[str, Worker] = {}
     try:
@@ -163,10 +170,13 @@ def time_interleaved(backend: str, paths: dict[str, str], batch: int, input_shap
             w.run(settings.warmup)
         times: dict[str, list[float]] = {v: [] for v in workers}
         order = list(workers)
+        ticks, t0 = cpu_ticks(), time.monotonic()
         for r in range(settings.rounds):
             for v in (order if r % 2 == 0 else order[::-1]):
                 n = min(settings.block, settings.iters - len(times[v]))
                 times[v] += workers[v].run(n)
+        ours = {os.getpid(), *(w.proc.pid for w in workers.values())}
+        other_cpu = other_cpu_percent(ticks, cpu_ticks(), time.monotonic() - t0, ours)
         rows = {}
         for v, w in workers.items():
             st = w.stats()
@@ -176,6 +186,7 @@ def time_interleaved(backend: str, paths: dict[str, str], batch: int, input_shap
                 "load_s": w.loaded["load_s"],
                 "peak_rss_mib": st["peak_rss_mib"],
                 "rss_before_load_mib": w.loaded["rss_before_mib"],
+                "other_cpu_pct": other_cpu,  # CPU other processes used while timing, % of one CPU
                 "times_ms": [round(t * 1e3, 3) for t in times[v]],
             }
         return rows, outputs

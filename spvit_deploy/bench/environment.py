@@ -60,7 +60,7 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def _cpu_ticks() -> dict[int, tuple[str, int]]:
+def cpu_ticks() -> dict[int, tuple[str, int]]:
     """pid -> (command name, utime + stime in clock ticks), from /proc."""
     out = {}
     for d in os.listdir("/proc"):
@@ -82,9 +82,9 @@ def busiest_processes(n: int = 5, interval: float = 1.0) -> list[str]:
     if not os.path.isdir("/proc"):
         return []
     hz = os.sysconf("SC_CLK_TCK")
-    before = _cpu_ticks()
+    before = cpu_ticks()
     time.sleep(interval)
-    after = _cpu_ticks()
+    after = cpu_ticks()
     me = os.getpid()
     busy = []
     for pid, (name, ticks) in after.items():
@@ -92,6 +92,29 @@ def busiest_processes(n: int = 5, interval: float = 1.0) -> list[str]:
         if used >= 1.0:
             busy.append((used, name + (" (this process)" if pid == me else "")))
     return [f"{u:.0f}% {name}" for u, name in sorted(busy, reverse=True)[:n]]
+
+
+def other_cpu_percent(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], seconds: float,
+                      exclude: set[int]) -> float:
+    """CPU used by processes not in `exclude` between two `cpu_ticks()` snapshots, in % of one CPU."""
+    if seconds <= 0 or not after:
+        return 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    ticks = sum(t - before.get(pid, (name, t))[1] for pid, (name, t) in after.items() if pid not in exclude)
+    return round(100.0 * ticks / (hz * seconds), 1)
+
+
+def wait_for_quiet(threshold_pct: float = 20.0, max_wait_s: float = 600.0, poll_s: float = 5.0) -> float:
+    """Wait until no other process uses more than `threshold_pct` of a CPU (at most `max_wait_s`); seconds waited."""
+    if not os.path.isdir("/proc"):
+        return 0.0
+    start = time.monotonic()
+    while time.monotonic() - start < max_wait_s:
+        before, t0 = cpu_ticks(), time.monotonic()
+        time.sleep(poll_s)
+        if other_cpu_percent(before, cpu_ticks(), time.monotonic() - t0, {os.getpid()}) <= threshold_pct:
+            break
+    return round(time.monotonic() - start, 1)
 
 
 def load_average() -> list[float] | None:

@@ -59,7 +59,8 @@ def render_markdown(results: dict[str, Any], notes: str = "", plot: str | None =
         f"- Timing: per (backend, batch) each model in its own worker process; {st['warmup']} warm-up "
         f"iterations, then {st['iters']} timed iterations per model in {st['rounds']} blocks of up to "
         f"{st['block']}, alternating which model goes first; latency of one `infer` call "
-        "(input already in memory). Throughput = batch / mean latency. Peak RSS = the worker's "
+        "(input already in memory). Throughput = batch / mean latency. 'Other CPU %' = CPU time that other "
+        "processes on the machine used while these were timed (100 = one core busy). Peak RSS = the worker's "
         "high-water mark (Python + runtime + model + activations); 'before load' is its RSS before the "
         "model was loaded." + (" p99 of fewer than 100 samples is close to the maximum." if st["iters"] < 100 else ""),
         "",
@@ -84,16 +85,20 @@ def render_markdown(results: dict[str, Any], notes: str = "", plot: str | None =
             + (" (random weights are fine for latency; biases and norm scales are drawn too, so no op folds away)"
                if any(sec["random_weights"].values()) else "") + ".",
             f"Load average before this model: {sec['load_before']['load_average']}, after: "
-            f"{sec['load_after']['load_average']}.",
+            f"{sec['load_after']['load_average']}"
+            + (f"; measured on attempt {sec['attempt']} after waiting {sec['quiet_wait_s']} s for other processes "
+               "to go quiet" if "attempt" in sec else "") + ".",
             "",
-            "| backend | batch | model | p50 ms | p90 ms | p99 ms | mean ms | img/s | peak RSS MiB (before load) | iters |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| backend | batch | model | p50 ms | p90 ms | p99 ms | mean ms | img/s | peak RSS MiB (before load) "
+            "| iters | other CPU % |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in sec["rows"]:
             lines.append(
                 f"| {r['backend']} | {r['batch']} | {r['variant']} | {_f(r['p50_ms'], 2)} | {_f(r['p90_ms'], 2)} | "
                 f"{_f(r['p99_ms'], 2)} | {_f(r['mean_ms'], 2)} | {_f(r['throughput_ips'])} | "
-                f"{_f(r['peak_rss_mib'], 0)} ({_f(r['rss_before_load_mib'], 0)}) | {r['iters']} |")
+                f"{_f(r['peak_rss_mib'], 0)} ({_f(r['rss_before_load_mib'], 0)}) | {r['iters']} | "
+                f"{_f(r.get('other_cpu_pct', float('nan')), 0)} |")
         if sec["export"]:
             lines += ["", "| exported graph | ONNX Runtime vs PyTorch max abs diff (batch 1, 3) | nodes | size MiB |",
                       "|---|---:|---:|---:|"]
@@ -120,11 +125,12 @@ def render_ablation(ab: dict[str, Any]) -> list[str]:
              f"{ab['backend']}, {st['threads']} threads; each graph in its own worker process, {st['warmup']} warm-up "
              f"and {st['iters']} timed iterations in {st['rounds']} interleaved blocks; speedup relative to "
              f"'{ab['first']}'.", "",
-             "| batch | graph | p50 ms | p90 ms | mean ms | p50 speedup vs first | iters |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+             "| batch | graph | p50 ms | p90 ms | mean ms | p50 speedup vs first | iters | other CPU % |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in ab["rows"]:
         lines.append(f"| {r['batch']} | {r['graph']} | {_f(r['p50_ms'], 2)} | {_f(r['p90_ms'], 2)} | "
-                     f"{_f(r['mean_ms'], 2)} | {r['p50_speedup_vs_first']:.3f}x | {r['iters']} |")
+                     f"{_f(r['mean_ms'], 2)} | {r['p50_speedup_vs_first']:.3f}x | {r['iters']} | "
+                     f"{_f(r.get('other_cpu_pct', float('nan')), 0)} |")
     ops = ab.get("runtime_op_counts") or {}
     if ops:
         lines += ["", "Nodes in the graph ONNX Runtime runs after its own fusions (`optimized_model_filepath`):", "",

@@ -47,6 +47,7 @@ def test_files(bench_run):
     for row in sec["rows"]:
         assert row["iters"] == 3 and row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
         assert row["throughput_ips"] > 0 and row["peak_rss_mib"] > row["rss_before_load_mib"] > 0
+        assert row["other_cpu_pct"] >= 0
     # torch vs ONNX Runtime outputs for the same model agree
     assert sec["agreement"] and all(a["max_abs_diff"] <= 1e-4 for a in sec["agreement"])
     md = (out / "report.md").read_text()
