@@ -6,8 +6,7 @@ Heavy or optional libraries are imported lazily; `import spvit_deploy` is cheap.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -34,10 +33,4 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'spvit_deploy' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

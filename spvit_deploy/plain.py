@@ -29,11 +29,12 @@ class ConvAttention(nn.Module):
     def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         C = x.shape[-1]
         gh, gw = self.grid
-        p = x[:, 1:]  # (B, N, C) patch tokens, row-major over the grid
         if self.conv.kernel_size == (1, 1):
-            # a 1x1 conv is a Linear over the channels: no layout change at all
-            y = self.act(F.linear(p, self.conv.weight.flatten(1), self.conv.bias))
+            # a 1x1 conv is a Linear over the channels: no layout change at all. It runs on every
+            # token and drops the class token's row after it, where rows are d wide, not C.
+            y = self.act(F.linear(x, self.conv.weight.flatten(1), self.conv.bias))[:, 1:]
         else:
+            p = x[:, 1:]  # (B, N, C) patch tokens, row-major over the grid
             # tokens are NHWC; permuting to NCHW (not transposing (B, N, C) first) lets ONNX Runtime
             # fold both permutes into its NCHWc reorders (channels_last) instead of copying twice
             y = self.act(self.conv(p.reshape(-1, gh, gw, C).permute(0, 3, 1, 2)))

@@ -2,12 +2,11 @@
 
 `BACKENDS` maps a backend name to how its runner is made; absent backends are skipped with a
 reason. `benchmark(...)` times the dense and the compressed model interleaved and writes
-`results.json`, `report.md` and a plot.
+`results.json`, `report.md` and a plot; `ort_op_profile(...)` sums ONNX Runtime's profile per kind of op.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "Runner": "runners",
@@ -25,12 +24,8 @@ _EXPORTS = {
     "measure_model": "benchmark",
     "write_report": "report",
     "environment": "environment",
+    "ort_op_profile": "profile",
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'spvit_deploy.bench' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -138,6 +138,36 @@ def render_ablation(ab: dict[str, Any]) -> list[str]:
         for label, counts in ops.items():
             lines.append(f"| {label} | {sum(counts.values())} | "
                          + " | ".join(str(counts.get(o, 0)) for o in RUNTIME_OPS) + " |")
+    if ab.get("repeats"):
+        lines += ["", "The dense and compressed graphs timed again in independent trials (fresh worker processes, "
+                  "minutes apart), to show how much the speedup moves between runs on this machine:", "",
+                  "| trial | batch | dense p50 ms | compressed p50 ms | p50 speedup | iters | other CPU % |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in ab["repeats"]:
+            lines.append(f"| {r['trial']} | {r['batch']} | {_f(r['dense_p50_ms'], 2)} | {_f(r['compressed_p50_ms'], 2)} | "
+                         f"{r['p50_speedup']:.2f}x | {r['iters']} | {_f(r.get('other_cpu_pct', float('nan')), 0)} |")
+    for prof in ab.get("profiles", []):
+        lines += render_profile(prof)
+    return lines
+
+
+def render_profile(prof: dict[str, Any]) -> list[str]:
+    """Kernel time per kind of op for two graphs (`spvit_deploy.bench.profile`), and their ratio."""
+    from .profile import CATEGORIES
+
+    (la, pa), (lb, pb) = prof["graphs"].items()
+    lines = ["", f"Where the time goes at batch {prof['batch']} (ONNX Runtime's profiler, kernel ms per run, "
+             f"mean of {pa['runs']} run{'s' if pa['runs'] != 1 else ''}; a run took {_f(pa['run_ms'])} / {_f(pb['run_ms'])} ms with profiling on):", "",
+             f"| op kind | {la} ms | {lb} ms | {la} / {lb} | GMAC/s ({la} / {lb}) |", "|---|---:|---:|---:|---:|"]
+    rows = [(name, pa["categories"][k], pb["categories"][k]) for name, k in CATEGORIES]
+    tot = [sum(c["ms"] for c in p["categories"].values()) for p in (pa, pb)]
+    for name, a, b in rows + [("all kernels", {"ms": tot[0], "macs": 0}, {"ms": tot[1], "macs": 0})]:
+        if a["ms"] < 0.05 and b["ms"] < 0.05:
+            continue
+        ratio = f"{a['ms'] / b['ms']:.2f}x" if min(a["ms"], b["ms"]) >= 0.05 else "-"
+        rate = (f"{a['macs'] / a['ms'] / 1e6:.0f} / {b['macs'] / b['ms'] / 1e6:.0f}"
+                if a["macs"] and b["macs"] and a["ms"] and b["ms"] else "")
+        lines.append(f"| {name} | {_f(a['ms'])} | {_f(b['ms'])} | {ratio} | {rate} |")
     return lines
 
 

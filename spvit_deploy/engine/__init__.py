@@ -6,8 +6,7 @@ checks, CPU reference execution) and the TensorRT builder and runner (NVIDIA mac
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "convert_to_fp16": "fp16",
@@ -25,9 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'spvit_deploy.engine' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

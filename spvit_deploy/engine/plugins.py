@@ -5,7 +5,8 @@ Matched (what the exporter emits for `plain.ConvAttention`, fp32 or fp16 alike):
     u -> Slice(1:, axis 1) -> Reshape(B, gh, gw, C) -> Transpose(0,3,1,2)      (NHWC tokens; or
          Transpose(0,2,1) -> Reshape(B, C, gh, gw)) -> Conv kxk (pad k//2) -> Relu
       -> Transpose(0,2,3,1) -> Reshape(B, N, d)   (or Reshape/Flatten -> Transpose(0,2,1))
-      -> MatMul(W (d, C)) [-> Add(b)];   a 1x1 conv may come as Slice -> MatMul -> Add -> Relu
+      -> MatMul(W (d, C)) [-> Add(b)];   a 1x1 conv may come as Slice -> MatMul -> Add -> Relu, or
+         as u -> MatMul -> Add -> Relu -> Slice(1:, axis 1) (on every token, class row dropped after)
     u -> Slice(0:1, axis 1);   both -> Concat(axis 1)
 Replaced by SpvitConvAttn(u, conv weight packed (k, k, C, d), conv bias (d,), proj weight (C, d),
 proj bias (C,)) in domain "spvit", attributes plugin_namespace, plugin_version, kernel_size,
@@ -182,28 +183,37 @@ def _match(relu: Any, graph_outputs: set[str], default_grid: tuple[int, int] | N
         sp, grid = found
         tokens = _tokens_from_image(relu.outputs[0])
         inner = [conv.outputs[0], relu.outputs[0]]
-    else:  # a 1x1 conv exported as a Linear over the channels: Slice -> MatMul [-> Add] -> Relu
+    else:  # a 1x1 conv exported as a Linear over the channels, on the patch tokens (Slice -> MatMul
+        # [-> Add] -> Relu) or on every token with the class token's row dropped after the Relu
         mm = conv if conv.op == "MatMul" else (_producer(conv.inputs[0], "MatMul") if conv.op == "Add" else None)
-        if mm is None:
+        wt = _values(mm.inputs[1]) if mm is not None and len(mm.inputs) == 2 else None
+        if wt is None or wt.ndim != 2:
             return None
-        sp = _producer(mm.inputs[0], "Slice")
-        lin = _linear(mm.inputs[0]) if sp is not None else None
-        if lin is None or lin[0] is not conv:
-            return None
-        wt, bias = lin[1], lin[2]
         c, d = wt.shape
-        bias = np.zeros(d, wt.dtype) if bias is None else bias
+        bias = np.zeros(d, wt.dtype)
+        if conv.op == "Add":
+            other = [i for i in conv.inputs if i is not mm.outputs[0]]
+            bias = _values(other[0]) if len(other) == 1 else None
+            if bias is None or bias.size != d:
+                return None
         w, k = np.ascontiguousarray(wt.T).reshape(d, c, 1, 1), 1
-        n = _static_dims(sp.outputs[0], 3)
+        sp = _producer(mm.inputs[0], "Slice")
+        if sp is not None:
+            tokens, n = relu.outputs[0], _static_dims(sp.outputs[0], 3)
+            inner = [pre, relu.outputs[0]]
+        else:
+            sp = _only_consumer(relu.outputs[0], "Slice")
+            if sp is None:
+                return None
+            tokens, n = sp.outputs[0], _static_dims(sp.outputs[0], 3)
+            inner = [pre, relu.outputs[0], tokens]
         n_tok = n[1] if n is not None else None
         grid = default_grid if default_grid and n_tok in (None, default_grid[0] * default_grid[1]) else None
         if grid is None and n_tok:
             grid = (1, n_tok)
         if grid is None:
             return None
-        tokens = relu.outputs[0]
-        inner = [pre, relu.outputs[0]]
-    u = sp.inputs[0]
+    u = sp.inputs[0] if sp.inputs[0] is not relu.outputs[0] else mm.inputs[0]
     if tokens is None or not _patch_slice_ok(sp, grid[0] * grid[1]):
         return None
     proj = _linear(tokens)

@@ -6,8 +6,7 @@ FFNs with zero units; `load_export_model` builds what to export from a run or a 
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "export_onnx": "onnx",
@@ -20,9 +19,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'spvit_deploy.export' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

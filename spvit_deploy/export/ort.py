@@ -11,12 +11,13 @@ from ..errors import SpvitError, require
 
 
 def ort_session(path: str | os.PathLike[str], threads: int | None = None, providers: Sequence[str] | None = None,
-                optimized_path: str | os.PathLike[str] | None = None) -> Any:
+                optimized_path: str | os.PathLike[str] | None = None, profile_prefix: str | None = None) -> Any:
     """A session with all graph optimizations and `threads` intra-op threads (None: ORT's default).
 
     Worker threads stop spinning when a run returns (`session.force_spinning_stop`), so sessions
     timed in turn on the same cores do not steal each other's time between runs.
-    `optimized_path` saves the graph ORT actually runs (after its fusions), for inspection.
+    `optimized_path` saves the graph ORT actually runs (after its fusions), for inspection;
+    `profile_prefix` turns ORT's profiler on (`session.end_profiling()` returns the file).
     """
     ort = require("onnxruntime", "onnx")
     so = ort.SessionOptions()
@@ -28,6 +29,9 @@ def ort_session(path: str | os.PathLike[str], threads: int | None = None, provid
     so.add_session_config_entry("session.force_spinning_stop", "1")
     if optimized_path:
         so.optimized_model_filepath = str(optimized_path)
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     avail = ort.get_available_providers()
     providers = list(providers or ["CPUExecutionProvider"])
     missing = [p for p in providers if p not in avail]

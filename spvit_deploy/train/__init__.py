@@ -11,8 +11,7 @@ offline demo. Python equivalents of the CLI:
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "TrainConfig": "config", "DataConfig": "config", "SearchConfig": "config", "FinetuneConfig": "config",
@@ -23,9 +22,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'spvit_deploy.train' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Import the kernels now, while the root conftest's TRITON_INTERPRET=1 is set: some engine tests
+# unset it (build-engine refuses it), and the first import decides interpreter vs compiled for the
+# whole test session.
+import spvit_kernels.conv_block  # noqa: F401,E402
+
 from spvit_testing import TINY, TINY_IMG, random_spec
 
 
