@@ -43,6 +43,7 @@ class BenchSettings:
     pad_widths: int | None = None
     opset: int = 18
     seed: int = 0
+    profile: bool = False  # also profile both ONNX graphs per batch size (ONNX Runtime's profiler)
 
     def __post_init__(self) -> None:
         parse_backends(list(self.backends))
@@ -53,6 +54,8 @@ class BenchSettings:
                 raise SpvitError(f"--{name} must be an integer >= {lo}, got {v!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise SpvitError(f"--threads must be a positive integer, got {self.threads!r}")
+        if self.profile and "onnxruntime" not in self.backends:
+            raise SpvitError("--profile reads ONNX Runtime's profiler: add onnxruntime to --backends")
 
     @property
     def resolved_threads(self) -> int:
@@ -271,6 +274,7 @@ def measure_model(
         "speedups": [],
         "agreement": [],
         "export": {},
+        "profiles": [],
         "load_before": {"load_average": load_average(), "busiest_processes": busiest_processes()},
     }
     input_shape = (dims.in_chans, spec.img_size, spec.img_size)
@@ -299,6 +303,14 @@ def measure_model(
                     "mean_speedup": round(d["mean_ms"] / c["mean_ms"], 4),
                     "macs_ratio": section["macs_ratio"],
                 })
+        if settings.profile and "onnxruntime" in usable:
+            from .profile import ort_op_profile
+
+            for batch in settings.batches:
+                say(f"{spec.model}: profiling batch {batch}")
+                section["profiles"].append({"batch": batch, "graphs": {
+                    v: ort_op_profile(paths["onnx"][v], batch, input_shape, threads=settings.resolved_threads)
+                    for v in VARIANTS}})
     section["load_after"] = {"load_average": load_average()}
     return section
 

@@ -111,6 +111,8 @@ def render_markdown(results: dict[str, Any], notes: str = "", plot: str | None =
                          f"{a['max_abs_diff']:.2g}, cosine {a['cosine']:.6f}, top-1 agreement {a['top1_agreement']:.2f}")
         for s in sec["skipped"]:
             lines.append(f"\nSkipped {s['backend']}: {s['reason']}")
+        for prof in sec.get("profiles", []):
+            lines += render_profile(prof)
     for ab in results.get("ablations", []):
         lines += render_ablation(ab)
     return "\n".join(lines) + "\n"

@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--rounds", type=int, default=5, help="interleaved blocks the iterations are split into")
     p.add_argument("--pad-widths", type=int, choices=(8, 16, 64), default=None,
                    help="pad the compressed model's FFN widths in its ONNX graph")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile both ONNX graphs per batch size with ONNX Runtime's profiler: kernel time "
+                        "per kind of op (linear layers, attention, LayerNorm, Adds, ...) in the report")
     p.add_argument("--out", required=True, help="folder for results.json, report.md and latency.png")
     add_json_option(p)
     return p
@@ -36,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         backends=tuple(parse_backends(args.backends)), batches=parse_batches(args.batch), threads=args.threads,
         iters=args.iters, warmup=args.warmup, rounds=args.rounds, pad_widths=args.pad_widths,
+        profile=args.profile,
     )
     res = benchmark(args.out, run=args.run, model=args.model, arch=args.arch, checkpoint=args.checkpoint,
                     img_size=args.img_size, num_classes=args.num_classes, settings=settings,

@@ -22,7 +22,7 @@ def bench_run(tmp_path_factory):
     with contextlib.redirect_stdout(buf):
         rc = main(["benchmark", "--model", NANO, "--arch", str(d / "arch.json"), "--backends",
                    "onnxruntime,torch,tensorrt", "--batch", "1,2", "--iters", "3", "--warmup", "1", "--rounds", "2",
-                   "--threads", "1", "--out", str(out), "--json"])
+                   "--threads", "1", "--profile", "--out", str(out), "--json"])
     return rc, json.loads(buf.getvalue()), out
 
 
@@ -53,11 +53,17 @@ def test_files(bench_run):
     md = (out / "report.md").read_text()
     assert "p50 speedup" in md and "Skipped tensorrt" in md and res["environment"]["cpu_model"] in md
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --profile: both graphs profiled per batch size, linear-layer MACs in the ratio of the model's
+    assert [p["batch"] for p in sec["profiles"]] == [1, 2] and "Where the time goes at batch 2" in md
+    for p in sec["profiles"]:
+        lin = {v: g["categories"]["linear"]["macs"] for v, g in p["graphs"].items()}
+        assert lin["dense"] > lin["compressed"] > 0 and p["graphs"]["dense"]["runs"] == 3
 
 
 @pytest.mark.parametrize("args, needle", [
     (["--backends", "nope"], "unknown backend"),
     (["--batch", "0,2"], "--batch"),
+    (["--backends", "torch", "--profile"], "--profile reads ONNX Runtime's profiler"),
     (["--batch", "1,x"], "--batch"),
     (["--iters", "0"], "--iters"),
     (["--threads", "0"], "--threads"),
