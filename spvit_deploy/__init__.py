@@ -6,7 +6,7 @@ Heavy or optional libraries are imported lazily; `import spvit_deploy` is cheap.
 """
 from __future__ import annotations
 
-from ._lazy import lazy_getattr
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -33,4 +33,4 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ reason. `benchmark(...)` times the dense and the compressed model interleaved an
 """
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "Runner": "runners",
@@ -28,4 +28,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ checks, CPU reference execution) and the TensorRT builder and runner (NVIDIA mac
 """
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "convert_to_fp16": "fp16",
@@ -24,4 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ FFNs with zero units; `load_export_model` builds what to export from a run or a 
 """
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "export_onnx": "onnx",
@@ -19,4 +19,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)

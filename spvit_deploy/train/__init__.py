@@ -11,7 +11,7 @@ offline demo. Python equivalents of the CLI:
 """
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "config", "DataConfig": "config", "SearchConfig": "config", "FinetuneConfig": "config",
@@ -22,4 +22,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+lazy_exports(__name__, _EXPORTS)
