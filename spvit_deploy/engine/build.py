@@ -244,14 +244,17 @@ class TimingCache:
         cache = config.get_timing_cache()
         if cache is None:
             return
-        with _file_lock(self.path):
-            if self.path.is_file():  # another build may have written it meanwhile: keep its entries too
-                newest = config.create_timing_cache(self.path.read_bytes())
-                if not cache.combine(newest, ignore_mismatch=True):
-                    self.note = self.note or "the cache file did not match this TensorRT/GPU; it was replaced"
-            data = bytes(memoryview(cache.serialize()))
-            write_bytes(self.path, data)
-            self.saved_bytes = len(data)
+        try:
+            with _file_lock(self.path):
+                if self.path.is_file():  # another build may have written it meanwhile: keep its entries too
+                    newest = config.create_timing_cache(self.path.read_bytes())
+                    if not cache.combine(newest, ignore_mismatch=True):
+                        self.note = self.note or "the cache file did not match this TensorRT/GPU; it was replaced"
+                data = bytes(memoryview(cache.serialize()))
+                write_bytes(self.path, data)
+                self.saved_bytes = len(data)
+        except OSError as e:  # the engine is built: an unwritable cache must not lose it
+            self.note = f"the timing cache could not be written to {self.path} ({e.strerror or e}); the engine was kept"
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path) if self.path else None, "loaded_bytes": self.loaded_bytes,
@@ -311,6 +314,9 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
     out = Path(out)
     if out.is_dir():
         raise SpvitError(f"--out '{out}' is a folder; give a file name such as model.plan")
+    if sidecar_path(out) == out:
+        raise SpvitError(f"--out '{out}' would be overwritten by the engine's JSON sidecar; use a name such as "
+                         "model.plan")
     trt = require_tensorrt()
     gpu = gpu_info()
     proto = load_model(onnx)

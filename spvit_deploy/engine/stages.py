@@ -25,21 +25,18 @@ MIN_TOP1 = 1.0
 IMAGES = 16
 
 
-_LAST_EXPORT: dict[str, Any] = {}  # the stages of one verify() run share one export
-
-
 def _export(ctx: VerifyContext) -> Any:
-    """The project's ONNX export of the plain network (fp32, dynamic batch), as a ModelProto."""
+    """The project's ONNX export of the plain network (fp32, dynamic batch), as a ModelProto; made
+    once per verify() run and kept in the run's context (the stages of one run share it)."""
     from ..export import export_onnx
     from .graphs import load_model
 
-    key = (id(ctx), id(ctx.plain))
-    if _LAST_EXPORT.get("key") != key:
+    if "_onnx_export" not in ctx.options:
         with tempfile.TemporaryDirectory(prefix="spvit-verify-") as tmp:
             path = Path(tmp) / "model.onnx"
             export_onnx(ctx.plain, path, spec=ctx.spec, check_batches=(1,))
-            _LAST_EXPORT.update(key=key, proto=load_model(path))
-    return _LAST_EXPORT["proto"]
+            ctx.options["_onnx_export"] = load_model(path)
+    return ctx.options["_onnx_export"]
 
 
 def _images(ctx: VerifyContext) -> np.ndarray:
@@ -115,15 +112,14 @@ def tensorrt_stage(ctx: VerifyContext) -> Check:
     from ..bench.compare import compare
     from ..export import ort_session
     from .build import BuildSettings, build_engine, prepare_graph
+    from .graphs import save_model
     from .runner import TensorRTRunner
 
     images = np.concatenate([_images(ctx), ctx.inputs.numpy().astype(np.float32)])
     settings = BuildSettings(fp16=True, plugins=bool(_expected_plugins(ctx)), max_batch=max(64, len(images)))
     with tempfile.TemporaryDirectory(prefix="spvit-verify-trt-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        from ..export import export_onnx
-
-        export_onnx(ctx.plain, onnx_path, spec=ctx.spec, check_batches=(1,))
+        save_model(_export(ctx), onnx_path)
         sess = ort_session(onnx_path)
         ref = sess.run(None, {sess.get_inputs()[0].name: images})[0]
         graph, _ = prepare_graph(Path(tmp) / "model.trt.onnx", onnx=onnx_path, fp16=True, plugins=settings.plugins)

@@ -143,5 +143,3 @@ def register_plugin(trt: Any = None, trtp: Any = None, aot: bool = True, jit: bo
         _DEFINED[key] = define(trt, trtp, aot=aot, jit=jit)
     return _DEFINED[key]
 
-
-assert PLUGIN_ATTRS == ("kernel_size", "grid_h", "grid_w")  # the register() attribute order above

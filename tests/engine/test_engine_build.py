@@ -103,6 +103,21 @@ def test_timing_cache_from_another_gpu_is_replaced(fake_trt, tiny_graphs, tmp_pa
     assert json.loads(cache.read_bytes())["header"]["gpu"] == "H100"
 
 
+def test_unwritable_timing_cache_keeps_the_engine(fake_trt, tiny_graphs, tmp_path) -> None:
+    cache = tmp_path / "cache_dir"  # a folder where the cache file should go: it cannot be written
+    cache.mkdir()
+    out = tmp_path / "model.plan"
+    meta = build_engine(tiny_graphs["fp32"], out, BuildSettings(timing_cache=str(cache)))
+    assert out.is_file() and json.loads(sidecar_path(out).read_text()) == meta
+    assert meta["timing_cache"]["saved_bytes"] == 0 and "could not be written" in meta["timing_cache"]["note"]
+
+
+def test_out_named_like_the_sidecar_is_refused(fake_trt, tiny_graphs, tmp_path) -> None:
+    with pytest.raises(SpvitError, match="overwritten by the engine's JSON sidecar"):
+        build_engine(tiny_graphs["fp32"], tmp_path / "model.json", BuildSettings())
+    assert not any(tmp_path.iterdir())
+
+
 def test_failures_leave_the_previous_engine_alone(fake_trt, tiny_graphs, tmp_path) -> None:
     out = tmp_path / "model.plan"
     build_engine(tiny_graphs["fp32"], out, BuildSettings())

@@ -9,7 +9,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from spvit_deploy.engine.graphs import check_graph, get_metadata, run_reference
-from spvit_deploy.engine.plugins import (PLUGIN_ATTRS, PLUGIN_DOMAIN, PLUGIN_OP, conv_attn_numpy,
+from spvit_deploy.engine.plugins import (PLUGIN_DOMAIN, PLUGIN_OP, conv_attn_numpy,
                                          insert_conv_attn_plugins, pack_conv_weight)
 from spvit_deploy.engine.samples import demo_images
 from spvit_deploy.errors import SpvitError
@@ -132,17 +132,6 @@ def test_matcher_on_the_exporters_patterns(variant: dict, count: int) -> None:
         assert np.abs(a - b).max() <= 1e-5
         with pytest.raises(SpvitError, match="already has plugin nodes"):
             insert_conv_attn_plugins(out)
-
-
-def test_plugin_attribute_order_is_the_register_order() -> None:
-    import inspect
-
-    from spvit_deploy.engine import trt_plugin
-
-    src = inspect.getsource(trt_plugin.define)
-    reg = src[src.index("def conv_attn_desc("):src.index("-> trtp.TensorDesc")]
-    assert [a for a in PLUGIN_ATTRS if f"{a}: int" in reg] == list(PLUGIN_ATTRS)
-    assert reg.index("kernel_size") < reg.index("grid_h") < reg.index("grid_w")
 
 
 @pytest.mark.slow
