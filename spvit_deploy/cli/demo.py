@@ -14,6 +14,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p = sub.add_parser(name, help="the offline demo on real digits: teacher, SPViT compression, report")
     p.add_argument("--out", required=True, help="folder for data, teacher, run and report.json")
     p.add_argument("--quick", action="store_true", help="a tiny subset and a few epochs (a smoke test, ~1 min)")
+    p.add_argument("--resume", action="store_true",
+                   help="accepted (an interrupted run says to add it); the demo always continues where it stopped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-export", action="store_true", help="skip ONNX export and benchmark")

@@ -25,22 +25,12 @@ def environment() -> dict[str, Any]:
     import timm
     import torch
 
+    from ..bench.environment import cpu_model
+
     return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-            "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+            "threads": torch.get_num_threads(), "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "machine": platform.platform()}
-
-
-def _cpu_name() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:

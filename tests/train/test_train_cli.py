@@ -9,7 +9,7 @@ import pytest
 from spvit_deploy.cli import main
 from spvit_deploy.train.config import config_for
 
-from conftest import NANO, run_cli
+from train_testing import NANO, run_cli
 
 
 def base(data, out) -> list[str]:

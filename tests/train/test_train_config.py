@@ -10,7 +10,7 @@ from spvit_deploy.macs import cost
 from spvit_deploy.models import dims_for
 from spvit_deploy.train.config import DataConfig, TrainConfig, config_for, make_config, recipe_for
 
-from conftest import NANO
+from train_testing import NANO
 
 
 def test_round_trip(digits) -> None:

@@ -13,7 +13,7 @@ from spvit_deploy.models import create_dense
 from spvit_deploy.train.config import DataConfig
 from spvit_deploy.train.data import build_data, check_image_folder
 
-from conftest import NANO
+from train_testing import NANO
 
 
 def test_layout_errors(digits, tmp_path) -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from conftest import NANO, SPVIT, env
+from train_testing import NANO, SPVIT, env
 
 
 def test_torchrun_two_cpu_processes(digits, tmp_path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from spvit_deploy.run import load_run
 
-from conftest import run_cli
+from train_testing import run_cli
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from spvit_deploy.train.loop import (
     setup_runtime,
 )
 
-from conftest import NANO
+from train_testing import NANO
 
 
 def test_schedule() -> None:

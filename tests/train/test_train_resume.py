@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from conftest import NANO, run_cli, start_cli, wait_for
+from train_testing import NANO, run_cli, start_cli, wait_for
 
 
 def args(data: Path, out: Path) -> list[str]:

@@ -12,7 +12,7 @@ from spvit_deploy.train.config import config_for
 from spvit_deploy.train.pipeline import resolve_target
 from spvit_deploy.train.search import complexity_loss, derive_for_target, is_gate_param
 
-from conftest import NANO
+from train_testing import NANO
 
 
 @pytest.fixture
