@@ -58,7 +58,8 @@ profiler), and what changed (the ablation at the end measures each change on Dei
   projection's bias: two bias Adds fewer per attention (dense and compressed alike).
 - **Final norm.** Only the class token's row of the last LayerNorm is read; the export norms that
   row after pooling. Otherwise ORT fuses the last residual Add, fc2's bias and the norm into one
-  `SkipLayerNormalization`, which ran 3x slower than the three ops on this CPU.
+  `SkipLayerNormalization`, which ran slower than the three ops on this CPU
+  (`benchmarks/results/ort_alternatives.md`).
 - **1x1 conv blocks** run their first projection on every token and drop the class token's row
   afterwards (d = 64 wide) instead of slicing the C-wide input.
 - **GELU.** The dynamo exporter writes `x * (0.5 * (1 + erf(x / sqrt 2)))`, which ORT does not
@@ -70,17 +71,17 @@ profiler), and what changed (the ablation at the end measures each change on Dei
 - **FFN width padding** (`--pad-widths`): no measurable change here (see the ablation); MLAS's
   GEMMs handle any width. It stays an export option for GPU backends, where tile multiples may
   matter (not measured: no GPU on this machine).
-- Tried and dropped (slower on this CPU, measured in isolation): bias Adds folded into `Gemm`
-  on 2-D tokens, `Sum` of residual + MatMul + bias, ORT's transformer optimizer (fuses 24
-  `SkipLayerNormalization`), ScatterND instead of the conv blocks' Concat.
+- Tried and dropped (slower on this CPU, timed in isolation by `benchmarks/ort_alternatives.py`):
+  bias Adds folded into `Gemm` on 2-D tokens, `Sum` of residual + MatMul + bias, ORT's
+  `SkipLayerNormalization`, ScatterND instead of the conv blocks' Concat. ONNX's opset-23
+  `Attention` op is faster there, but needs opset 23, which the TensorRT path has not been
+  checked against.
 
 Why the speedup stays below the MACs ratio: see "Where the time goes" at the end. The linear
-layers (80% of the time) run at the same GMAC/s in both models and shrink a little more than
-the MACs; what does not shrink with the MACs is the rest: 24 LayerNorms and about 60 bias and
-residual Adds in both models (the compressed one keeps all 12 blocks), attention matmuls,
-Softmax and transposes that shrink with the number of attentions (12 -> 7), not the MACs, and
-the patch embedding. At batch 16 these tensors no longer fit in L2 and those ops are bound by
-memory bandwidth, which is why batch 16 sits further below the MACs ratio than batch 1.
+layers (about 80% of the time) shrink at least as much as the MACs; what does not shrink with
+the MACs is the rest: 24 LayerNorms and about 60 bias and residual Adds in both models (the
+compressed one keeps all 12 blocks), attention matmuls, Softmax and transposes that shrink with
+the number of attentions (12 -> 7), not the MACs, and the patch embedding.
 """
 
 

@@ -13,7 +13,8 @@ unchanged (each row of the softmax sums to 1), so it folds into the projection's
 `norm_class_token_only`: with class-token pooling only the class token's row of the final
 LayerNorm is read, and LayerNorm works per token, so it moves after the pooling (into timm's
 `fc_norm` slot). Without it ONNX Runtime fuses the last residual Add, fc2's bias and the final
-norm into one `SkipLayerNormalization`, which on CPU took 3x as long as the ops it replaced.
+norm into one `SkipLayerNormalization`, slower on CPU than the ops it replaces
+(benchmarks/results/ort_alternatives.md).
 
 Applied to the dense and the compressed model alike; the export parity check compares against
 the original module.
@@ -45,7 +46,7 @@ class SplitQKVAttention(nn.Module):
 
     def __init__(self, attn: nn.Module) -> None:
         super().__init__()
-        A = attn.attn_dim
+        A = attn.qkv.out_features // 3  # the width of each of q, k and v
         self.num_heads, self.head_dim, self.scale = attn.num_heads, attn.head_dim, attn.scale
         qkv, proj = attn.qkv, attn.proj
         # fold only where nothing sits between the bias and softmax / the projection
@@ -65,7 +66,10 @@ class SplitQKVAttention(nn.Module):
     def _heads(self, t: torch.Tensor, T: int) -> torch.Tensor:
         return t.reshape(-1, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
 
-    def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                **kwargs: object) -> torch.Tensor:
+        if attn_mask is not None or is_causal:
+            raise ValueError("SplitQKVAttention exports unmasked attention only (ViT classifiers pass no mask)")
         T = x.shape[1]
         q = self.q_norm(self._heads(self.q(x), T)) * self.scale
         k = self.k_norm(self._heads(self.k(x), T))
