@@ -20,8 +20,10 @@ def main() -> None:
     ap.add_argument("--work", default="runs/demo")
     args = ap.parse_args()
     work = Path(args.work)
-    if work.exists():
-        shutil.rmtree(work)  # a fresh run: the time is the whole demo's
+    if work.exists():  # a fresh run: the time is the whole demo's
+        if any(work.iterdir()) and not (work / "report.json").is_file() and not (work / "run").is_dir():
+            raise SystemExit(f"--work '{work}' is not empty and does not look like a demo folder; pick another")
+        shutil.rmtree(work)
     rep = run_demo(work)
     write_json(OUT / "demo_report.json", rep)
     md = (work / "report.md").read_text().replace("`run/report.md`", "`run/report.md` of the demo folder")
