@@ -5,7 +5,9 @@ output pointers...) and nothing else: `conv_attn_trt_kernel(u, conv_weight, conv
 proj_weight, proj_bias, B, out)`, a thin wrapper over `conv_block._conv_block_kernel`
 (no LayerNorm, no residual; conv weight packed (k, k, C, d) by `pack_conv_weight`; C, d,
 grid and tiles constexpr). `compile_trt_kernel` compiles it for sm_<cc> (no GPU needed)
-and strips the hidden Triton scratch parameters, which TensorRT does not pass.
+and strips the hidden Triton scratch parameters, which TensorRT does not pass. It needs Triton >= 3.3:
+`ASTSource(constexprs=..., attrs={path: [[attr, value]]})` is 3.3's signature (3.0-3.2 take
+`constants=` and an `AttrsDescriptor`), so older Tritons get a one-line error, not a failed build.
 """
 
 from __future__ import annotations
@@ -29,6 +31,31 @@ TRT_SHARED_LIMIT = 48 * 1024
 TRT_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 # CONFIGS within TRT_SHARED_LIMIT (m128_k64_n128_w8_s2 needs 64 KiB); a plugin tactic is an index + 1 here.
 TRT_CONFIGS = {"fp16": ("m64_k64_n64_w4_s3", "m32_k128_n64_w4_s2"), "fp32": ("tf32x3_m32_k32_n64_w4_s2",)}
+MIN_TRITON = (3, 3)  # ASTSource(fn, signature, constexprs, attrs) with dict attrs
+
+
+def triton_version(version: str | None = None) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", version if version is not None else str(triton.__version__))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def check_triton(version: str | None = None) -> None:
+    """RuntimeError (one line) unless this Triton compiles the AOT kernel (>= 3.3)."""
+    v = version if version is not None else str(triton.__version__)
+    if triton_version(v) < MIN_TRITON:
+        raise RuntimeError(f"Triton {v} is too old for the TensorRT plugin kernels: they need Triton >= "
+                           f"{MIN_TRITON[0]}.{MIN_TRITON[1]} (pip install 'triton>={MIN_TRITON[0]}.{MIN_TRITON[1]}', "
+                           "or a torch that brings it), or build without --plugins")
+
+
+def bundled_ptx_version(cc: int) -> int | None:
+    """The PTX ISA Triton's bundled ptxas emits for sm_<cc> (84 for 8.4), None when it cannot be read."""
+    try:
+        from triton.backends.nvidia import compiler as nv
+
+        return int(nv.ptx_get_version(nv.get_ptxas(cc).version))
+    except Exception:  # noqa: BLE001 - a private Triton API: unknown rather than wrong
+        return None
 
 
 @triton.jit
@@ -155,6 +182,7 @@ def compile_trt_kernel(ks: int, dtype: str, cc: int | None = None, config: str |
     parameters exactly TRT_PARAMS. dtype: fp16 or fp32 (tokens and weights); config: a CONFIGS name."""
     from triton.backends.compiler import GPUTarget
 
+    check_triton()
     fn = conv_attn_trt_kernel
     if not isinstance(fn, triton.runtime.JITFunction):
         raise RuntimeError("AOT compile needs TRITON_INTERPRET unset before spvit_kernels is imported")

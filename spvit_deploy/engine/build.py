@@ -1,6 +1,6 @@
-"""ONNX -> TensorRT engine: a strongly typed network from the ONNX parser, one optimization profile on
-the batch axis, a timing cache reused and merged across builds, and the plan written atomically
-with a JSON sidecar (`model.plan` -> `model.json`).
+"""ONNX -> TensorRT engine: a strongly typed network from the ONNX parser, optimization profiles on
+the batch axis (one per batch size the engine is tuned for), a timing cache reused and merged across
+builds, and the plan written atomically with a JSON sidecar (`model.plan` -> `model.json`).
 
 `prepare_graph` makes the graph the builder receives (export of a run, fp16 conversion, plugin
 nodes); `build_engine` needs TensorRT and a GPU and says in one line when either is missing.
@@ -31,16 +31,23 @@ class BuildSettings:
     min_batch: int = 1
     opt_batch: int = 16
     max_batch: int = 64
+    opt_batches: tuple[int, ...] = ()  # one profile per batch (min..max, tuned at that batch); () = opt_batch
     workspace_gb: float | None = None
     timing_cache: str | None = None
     optimization_level: int | None = None  # builder_optimization_level 0-5 (TensorRT's default: 3)
     ptx_version: int | None = None  # cap the PTX ISA of the plugin kernels (older drivers)
     verbose: bool = False
+    detailed_profile: bool = False  # ProfilingVerbosity.DETAILED: layer/tactic names for the engine inspector
 
     def __post_init__(self) -> None:
-        b = (self.min_batch, self.opt_batch, self.max_batch)
+        b = (self.min_batch, min(self.opt_batches) if self.opt_batches else self.opt_batch, self.max_batch)
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in b) or not b[0] <= b[1] <= b[2]:
             raise SpvitError(f"batch profile must be 1 <= min <= opt <= max, got min={b[0]} opt={b[1]} max={b[2]}")
+        bad = [v for v in self.opt_batches if not isinstance(v, int) or isinstance(v, bool)
+               or not 1 <= self.min_batch <= v <= self.max_batch]
+        if bad or len(set(self.opt_batches)) != len(self.opt_batches):
+            raise SpvitError(f"profile batches {list(self.opt_batches)} must be distinct and within "
+                             f"{self.min_batch}..{self.max_batch}")
         if self.plugin_impl not in PLUGIN_IMPLS:
             raise SpvitError(f"--plugin-impl must be one of {', '.join(PLUGIN_IMPLS)}, not '{self.plugin_impl}'")
         if self.workspace_gb is not None and not self.workspace_gb > 0:
@@ -50,7 +57,13 @@ class BuildSettings:
 
     @property
     def profile(self) -> dict[str, int]:
-        return {"min": self.min_batch, "opt": self.opt_batch, "max": self.max_batch}
+        """The first profile (engines built with one profile have only this one)."""
+        return self.profiles[0]
+
+    @property
+    def profiles(self) -> list[dict[str, int]]:
+        """One {min, opt, max} per optimization profile, in profile-index order."""
+        return [{"min": self.min_batch, "opt": o, "max": self.max_batch} for o in (self.opt_batches or (self.opt_batch,))]
 
 
 # ------------------------------------------------------------------------------ the graph
@@ -68,16 +81,17 @@ def build_graph_path(plan: str | os.PathLike[str]) -> Path:
 
 
 def transform_graph(proto: Any, fp16: bool = False, plugins: bool = False,
-                    plugin_kernels: tuple[int, ...] = (1, 3)) -> tuple[Any, dict[str, Any]]:
+                    plugin_kernels: tuple[int, ...] = (1, 3), fp16_softmax: bool = False) -> tuple[Any, dict[str, Any]]:
     """fp16 conversion, then the plugin pass (either may be off; plugins only for conv blocks of the
-    kernel sizes in `plugin_kernels`); returns the graph and what was done."""
-    from .fp16 import convert_to_fp16, graph_precision
+    kernel sizes in `plugin_kernels`); returns the graph and what was done. `fp16_softmax` runs Softmax
+    in fp16 too (no Cast pair around it, so TensorRT can fuse attention; check the accuracy)."""
+    from .fp16 import FP32_OPS, convert_to_fp16, graph_precision
     from .plugins import PLUGIN_OP, insert_conv_attn_plugins
 
     done: dict[str, Any] = {}
     if fp16 and graph_precision(proto) == "fp32":
-        proto, rep = convert_to_fp16(proto)
-        done["fp16"] = rep.to_dict()
+        proto, rep = convert_to_fp16(proto, fp32_ops=FP32_OPS - {"Softmax"} if fp16_softmax else None)
+        done["fp16"] = {**rep.to_dict(), **({"softmax": "fp16"} if fp16_softmax else {})}
     if plugins and not any(n.op_type == PLUGIN_OP for n in proto.graph.node):
         proto, prep = insert_conv_attn_plugins(proto, kernel_sizes=tuple(plugin_kernels))
         done["plugins"] = prep.to_dict()
@@ -116,7 +130,8 @@ def export_for_engine(em: Any, out: str | os.PathLike[str], *, fp16: bool = Fals
 
 def prepare_graph(out_onnx: str | os.PathLike[str], *, run: str | os.PathLike[str] | None = None,
                   onnx: str | os.PathLike[str] | None = None, fp16: bool = False, plugins: bool = False,
-                  plugin_kernels: tuple[int, ...] = (1, 3), opset: int | None = None) -> tuple[Path, dict[str, Any]]:
+                  plugin_kernels: tuple[int, ...] = (1, 3), opset: int | None = None,
+                  fp16_softmax: bool = False) -> tuple[Path, dict[str, Any]]:
     """The graph to build from: `onnx` as is when no pass is asked for, else a transformed copy (or the
     export of `run`) written atomically to `out_onnx`. Returns its path and what was done."""
     from .graphs import load_model, save_model
@@ -138,7 +153,8 @@ def prepare_graph(out_onnx: str | os.PathLike[str], *, run: str | os.PathLike[st
     else:
         proto = load_model(onnx)
         info["source"] = str(onnx)
-    new, done = transform_graph(proto, fp16=fp16, plugins=plugins, plugin_kernels=plugin_kernels)
+    new, done = transform_graph(proto, fp16=fp16, plugins=plugins, plugin_kernels=plugin_kernels,
+                                fp16_softmax=fp16_softmax)
     info.update(done)
     if run is None and not done:
         return Path(onnx), info  # type: ignore[arg-type]
@@ -176,10 +192,10 @@ def parser_errors(parser: Any) -> list[str]:
     return out
 
 
-def set_batch_profile(builder: Any, network: Any, config: Any, settings: BuildSettings) -> dict[str, Any]:
-    """One optimization profile: every input's batch axis from min to max, the other axes fixed."""
-    profile = builder.create_optimization_profile()
-    shapes: dict[str, Any] = {}
+def set_batch_profile(builder: Any, network: Any, config: Any, settings: BuildSettings) -> list[dict[str, Any]]:
+    """One optimization profile per entry of `settings.profiles`: every input's batch axis from min to max,
+    tuned at that profile's opt batch, the other axes fixed. Returns the shapes of each profile."""
+    fixed: dict[str, tuple[int, ...]] = {}
     for i in range(network.num_inputs):
         t = network.get_input(i)
         shape = tuple(int(d) for d in t.shape)
@@ -187,13 +203,19 @@ def set_batch_profile(builder: Any, network: Any, config: Any, settings: BuildSe
             raise SpvitError(f"input '{t.name}' has a fixed batch {list(shape)}; export with a dynamic batch axis")
         if any(d < 0 for d in shape[1:]):
             raise SpvitError(f"input '{t.name}' has dynamic axes besides the batch {list(shape)}; export at a fixed size")
-        rest = shape[1:]
-        mn, opt, mx = ((b, *rest) for b in (settings.min_batch, settings.opt_batch, settings.max_batch))
-        profile.set_shape(t.name, mn, opt, mx)
-        shapes[t.name] = {"min": list(mn), "opt": list(opt), "max": list(mx)}
-    if config.add_optimization_profile(profile) < 0:
-        raise SpvitError("TensorRT rejected the optimization profile")
-    return shapes
+        fixed[t.name] = shape[1:]
+    out = []
+    for p in settings.profiles:
+        profile = builder.create_optimization_profile()
+        shapes: dict[str, Any] = {}
+        for name, rest in fixed.items():
+            mn, opt, mx = ((b, *rest) for b in (p["min"], p["opt"], p["max"]))
+            profile.set_shape(name, mn, opt, mx)
+            shapes[name] = {"min": list(mn), "opt": list(opt), "max": list(mx)}
+        if config.add_optimization_profile(profile) < 0:
+            raise SpvitError(f"TensorRT rejected the optimization profile {p}")
+        out.append(shapes)
+    return out
 
 
 @contextlib.contextmanager
@@ -223,42 +245,64 @@ class TimingCache:
         self._cache: Any = None
 
     def attach(self, config: Any) -> None:
+        """Load the file into the build; a stale, corrupt or unreadable cache starts an empty one."""
         blob = b""
-        if self.path is not None and self.path.is_file():
-            blob = self.path.read_bytes()
-        self.loaded_bytes = len(blob)
-        cache = config.create_timing_cache(blob)
-        if not config.set_timing_cache(cache, ignore_mismatch=False):
-            self.note = "the timing cache was made by another TensorRT version or GPU; starting an empty one"
-            cache = config.create_timing_cache(b"")
-            config.set_timing_cache(cache, ignore_mismatch=False)
+        try:
+            if self.path is not None and self.path.is_file():
+                blob = self.path.read_bytes()
+            self.loaded_bytes = len(blob)
+            cache = config.create_timing_cache(blob)
+            if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+                raise ValueError("it was made by another TensorRT version or GPU")
+        except Exception as e:  # noqa: BLE001 - a cache problem never stops a build
+            self.note = f"the timing cache {self.path} could not be used ({_one_line(e)}); starting an empty one"
             blob = b""
+            try:
+                cache = config.create_timing_cache(b"")
+                config.set_timing_cache(cache, ignore_mismatch=False)
+            except Exception as e2:  # noqa: BLE001
+                self.note += f"; no timing cache at all ({_one_line(e2)})"
+                cache = None
         self.reused = bool(blob)
         self._cache = cache  # must outlive the build
 
     def save(self, config: Any) -> None:
+        """Merge and write the cache back; call it after the plan is written. Never raises (an Exception):
+        a failure is kept in `note`."""
         if self.path is None:
             return
         from .._io import write_bytes
 
-        cache = config.get_timing_cache()
-        if cache is None:
-            return
         try:
+            cache = config.get_timing_cache()
+            if cache is None:
+                self.note = self.note or "TensorRT returned no timing cache; the file was left as it was"
+                return
             with _file_lock(self.path):
                 if self.path.is_file():  # another build may have written it meanwhile: keep its entries too
-                    newest = config.create_timing_cache(self.path.read_bytes())
-                    if not cache.combine(newest, ignore_mismatch=True):
+                    try:
+                        newest = config.create_timing_cache(self.path.read_bytes())
+                        merged = newest is not None and cache.combine(newest, ignore_mismatch=True)
+                    except Exception:  # noqa: BLE001 - a corrupt file is replaced by this build's cache
+                        merged = False
+                    if not merged:
                         self.note = self.note or "the cache file did not match this TensorRT/GPU; it was replaced"
                 data = bytes(memoryview(cache.serialize()))
                 write_bytes(self.path, data)
                 self.saved_bytes = len(data)
         except OSError as e:  # the engine is built: an unwritable cache must not lose it
             self.note = f"the timing cache could not be written to {self.path} ({e.strerror or e}); the engine was kept"
+        except Exception as e:  # noqa: BLE001 - same for anything TensorRT raises while serializing
+            self.note = f"the timing cache could not be saved to {self.path} ({_one_line(e)}); the engine was kept"
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path) if self.path else None, "loaded_bytes": self.loaded_bytes,
                 "saved_bytes": self.saved_bytes, "reused": self.reused, **({"note": self.note} if self.note else {})}
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
 
 
 def network_io(trt: Any, network: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -291,21 +335,35 @@ def write_engine(out: Path, plan: bytes, meta: dict[str, Any]) -> None:
         raise
 
 
-def plugin_records(count: int, impl: str | None) -> list[dict[str, Any]]:
-    """The sidecar's `plugins`: name, library (None: nothing to load), implementation, node count."""
+def plugin_records(count: int, impl: str | None, ptx: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The sidecar's `plugins`: name, library (None: nothing to load), implementation, node count, and
+    for AOT kernels the PTX ISA they carry and the driver they were built under (`ptx`)."""
     from .plugins import PLUGIN_NAME, PLUGIN_VERSION
 
     if not count:
         return []
     return [{"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "library": None, "implementation": impl,
-             "count": count, "python_needed_at_runtime": impl == "jit"}]
+             "count": count, "python_needed_at_runtime": impl == "jit", **(ptx or {})}]
+
+
+def graph_for_impl(onnx: str | os.PathLike[str], proto: Any, impl: str, tmp: str) -> Path:
+    """The graph TensorRT parses: `onnx` itself when its plugin nodes already say `aot` as `impl` wants,
+    else a copy in `tmp` with the attribute set (AOT) or removed (JIT: TensorRT < 10.9 does not know it)."""
+    from .graphs import save_model
+    from .plugins import set_plugin_aot
+
+    if not set_plugin_aot(proto, impl == "aot"):
+        return Path(onnx)
+    return save_model(proto, Path(tmp) / Path(onnx).name)
 
 
 def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], settings: BuildSettings | None = None,
                  *, source: dict[str, Any] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build `onnx` into a TensorRT plan at `out` with its sidecar; returns the sidecar's content."""
+    import tempfile
+
     from .. import __version__
-    from .device import MIN_TRT_AOT, MIN_TRT_PLUGINS, gpu_info, require_tensorrt, trt_version
+    from .device import MIN_TRT_AOT, MIN_TRT_PLUGINS, aot_ptx_version, gpu_info, require_tensorrt, trt_version
     from .fp16 import graph_precision
     from .graphs import check_graph, get_metadata, load_model, sha256_file
 
@@ -325,6 +383,7 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
         raise SpvitError(f"'{onnx}' has a fixed batch axis; re-export it (the profile needs a dynamic batch)")
     graph_meta = get_metadata(proto)
     impl: str | None = None
+    ptx: dict[str, Any] = {}
     if checks.plugin_nodes:
         from .trt_plugin import register_plugin, set_aot_target
 
@@ -340,22 +399,38 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
             if os.environ.get("TRITON_INTERPRET") == "1":
                 raise SpvitError("TRITON_INTERPRET=1 is set: the plugin kernels cannot be compiled for the GPU; "
                                  "unset it for build-engine")
+            from spvit_kernels.trt_kernel import check_triton
+
+            try:
+                check_triton()
+            except RuntimeError as e:
+                raise SpvitError(str(e)) from None
         defs = register_plugin(aot=impl == "aot", jit=True)
         impl = "aot" if impl == "aot" and defs.aot else "jit"
-        set_aot_target(gpu.cc, settings.ptx_version)
+        if impl == "aot":  # the PTX ISA the driver here can load (one-line error when it is too old)
+            ptx = aot_ptx_version(gpu.cc, settings.ptx_version)
+        set_aot_target(gpu.cc, ptx.get("ptx_version_cap"))
     logger = trt.Logger(trt.Logger.VERBOSE if settings.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt, impl))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx)):
-        errors = parser_errors(parser)
-        raise SpvitError(f"TensorRT's ONNX parser rejected '{onnx}': {errors[0] if errors else 'no detail'}"
-                         + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""))
+    if impl == "aot":
+        from .trt_plugin import compiled_ptx_versions
+
+        compiled_ptx_versions()  # forget kernels of earlier builds in this process
+    with tempfile.TemporaryDirectory(prefix="spvit-build-") as tmp:
+        parsed = graph_for_impl(onnx, proto, impl, tmp) if impl else Path(onnx)
+        if not parser.parse_from_file(str(parsed)):
+            errors = parser_errors(parser)
+            raise SpvitError(f"TensorRT's ONNX parser rejected '{onnx}': {errors[0] if errors else 'no detail'}"
+                             + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""))
     config = builder.create_builder_config()
     if settings.workspace_gb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_gb * 2**30))
     if settings.optimization_level is not None:
         config.builder_optimization_level = settings.optimization_level
+    if settings.detailed_profile and hasattr(trt, "ProfilingVerbosity"):
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     shapes = set_batch_profile(builder, network, config, settings)
     cache = TimingCache(settings.timing_cache)
     cache.attach(config)
@@ -365,8 +440,11 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
     if plan is None:
         raise SpvitError("TensorRT could not build the engine (its log above says why); nothing was written")
     build_s = time.perf_counter() - t0
-    cache.save(config)
     inputs, outputs = network_io(trt, network)
+    if impl == "aot":
+        from .trt_plugin import compiled_ptx_versions
+
+        ptx["ptx_versions"] = compiled_ptx_versions()
     meta = {
         "sidecar_version": SIDECAR_VERSION,
         "spvit_deploy": __version__,
@@ -376,8 +454,10 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
         "precision": graph_precision(proto),
         "strongly_typed": True,
         "profile": settings.profile,
-        "profile_shapes": shapes,
-        "plugins": plugin_records(checks.plugin_nodes, impl),
+        "profiles": settings.profiles,
+        "profile_shapes": shapes[0],
+        "profiles_shapes": shapes,
+        "plugins": plugin_records(checks.plugin_nodes, impl, ptx),
         "onnx": {"path": str(onnx), "sha256": sha256_file(onnx)},
         "source": source or {},
         "inputs": inputs,
@@ -388,7 +468,14 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
         "model": graph_meta.get("model"),
         "variant": graph_meta.get("variant"),
     }
-    write_engine(out, bytes(memoryview(plan)), meta)
+    write_engine(out, bytes(memoryview(plan)), meta)  # the plan first: a cache problem never loses it
+    cache.save(config)
+    if cache.to_dict() != meta["timing_cache"]:  # what saving did (bytes written, a note) goes in the sidecar
+        from .._io import write_json
+
+        meta["timing_cache"] = cache.to_dict()
+        with contextlib.suppress(OSError):
+            write_json(sidecar_path(out), meta)
     return meta
 
 

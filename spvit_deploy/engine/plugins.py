@@ -10,7 +10,8 @@ Matched (what the exporter emits for `plain.ConvAttention`, fp32 or fp16 alike):
     u -> Slice(0:1, axis 1);   both -> Concat(axis 1)
 Replaced by SpvitConvAttn(u, conv weight packed (k, k, C, d), conv bias (d,), proj weight (C, d),
 proj bias (C,)) in domain "spvit", attributes plugin_namespace, plugin_version, kernel_size,
-grid_h, grid_w: the inputs and layout `spvit_kernels` expects, the op name TensorRT looks up.
+grid_h, grid_w: the inputs and layout `spvit_kernels` expects, the op name TensorRT looks up; and
+`aot=1`, so any builder (trtexec, Polygraphy) picks the ahead-of-time kernel, not the Python one.
 """
 from __future__ import annotations
 
@@ -295,7 +296,7 @@ def insert_conv_attn_plugins(model: Any, kernel_sizes: tuple[int, ...] = (1, 3))
         m["cat"].outputs.clear()  # the old subgraph is now dead; cleanup() removes it
         graph.nodes.append(gs.Node(
             PLUGIN_OP, name=name, domain=PLUGIN_DOMAIN, inputs=inputs, outputs=[m["out"]],
-            attrs={"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION,
+            attrs={"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION, "aot": 1,
                    "kernel_size": int(m["k"]), "grid_h": int(m["grid"][0]), "grid_w": int(m["grid"][1])},
         ))
         blocks.append({"node": name, "source": prefix, "kernel_size": int(m["k"]), "grid": list(m["grid"]),
@@ -344,6 +345,28 @@ def conv_attn_numpy(u: np.ndarray, conv_weight_packed: np.ndarray, conv_bias: np
     return np.concatenate([u[:, :1], out.astype(u.dtype)], axis=1)
 
 
+def set_plugin_aot(proto: Any, aot: bool) -> int:
+    """Mark every plugin node of `proto` (in place) for the AOT implementation (`aot=1`, the node attribute
+    TensorRT's ONNX parser reads, as its quickly_deployable_plugins sample documents) or, for JIT, drop the
+    attribute (TensorRT before 10.9 does not know it); returns how many nodes changed."""
+    onnx = require("onnx", "onnx")
+    changed = 0
+    for node in proto.graph.node:
+        if node.op_type != PLUGIN_OP:
+            continue
+        current = [a for a in node.attribute if a.name == "aot"]
+        if aot and not (current and current[0].i == 1):
+            for a in current:
+                node.attribute.remove(a)
+            node.attribute.append(onnx.helper.make_attribute("aot", 1))
+            changed += 1
+        elif not aot and current:
+            for a in current:
+                node.attribute.remove(a)
+            changed += 1
+    return changed
+
+
 def reference_ops() -> list[type]:
     """The `onnx.reference` implementation of the plugin node (pass as `new_ops=`)."""
     require("onnx", "onnx")
@@ -353,7 +376,7 @@ def reference_ops() -> list[type]:
         op_domain = PLUGIN_DOMAIN
 
         def _run(self, u, conv_weight, conv_bias, proj_weight, proj_bias, kernel_size=None, grid_h=None,  # type: ignore[override]
-                 grid_w=None, plugin_namespace=None, plugin_version=None):
+                 grid_w=None, plugin_namespace=None, plugin_version=None, aot=None):
             if conv_weight.shape[0] != kernel_size:
                 raise ValueError(f"packed conv weight {conv_weight.shape} does not match kernel_size {kernel_size}")
             return (conv_attn_numpy(u, conv_weight, conv_bias, proj_weight, proj_bias, (grid_h, grid_w)),)

@@ -1,13 +1,17 @@
 """A TensorRT engine as a runner: `infer(feed) -> outputs` like every runner in `spvit_deploy.bench`.
 
-Device memory and the stream come from torch when it has CUDA, else pycuda. Each input shape gets
-a CUDA graph of the enqueue after one plain run (not for engines with JIT Python plugins), replayed
-while shapes and buffer addresses stay the same; buffers only grow, so addresses rarely change.
+Device memory and the stream come from torch when it has CUDA, else pycuda. The enqueue is captured
+into a CUDA graph after one plain run (torch.cuda.CUDAGraph, or cuda-python's stream capture beside
+pycuda, which has no graph API; never for engines with JIT Python plugins) and replayed while the
+input shapes, the optimization profile and the buffer addresses stay the same: any change drops it,
+as TensorRT requires. `graph_state` says whether the last launches really replayed a graph. With
+several optimization profiles, a batch runs in the profile tuned for it (opt == batch) when there is one.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,8 @@ class TorchCudaMemory:
     def sync(self) -> None:
         self.stream.synchronize()
 
+    graphs = "torch.cuda.CUDAGraph"
+
     def capture(self, enqueue: Any) -> Any:
         g = self.torch.cuda.CUDAGraph()
         with self.torch.cuda.graph(g, stream=self.stream):
@@ -65,8 +71,29 @@ class TorchCudaMemory:
             graph.replay()
 
 
+def _cuda_driver_api() -> Any:
+    """cuda-python's driver module, or None when it is not installed."""
+    try:
+        from cuda.bindings import driver  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # type: ignore[no-redef]  # older cuda-python
+        except ImportError:
+            return None
+    return driver
+
+
+def _check(result: Any) -> Any:
+    """cuda-python returns (CUresult, values...): raise on an error, else the values."""
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA driver call failed: {err}")
+    return rest[0] if len(rest) == 1 else tuple(rest)
+
+
 class PyCudaMemory:
-    """The same through pycuda (its own CUDA context on device 0)."""
+    """The same through pycuda (its own CUDA context on device 0). pycuda has no stream capture or
+    graph API, so graphs come from cuda-python's driver API on pycuda's stream, when it is installed."""
 
     name = "pycuda"
 
@@ -76,6 +103,8 @@ class PyCudaMemory:
 
         self.cuda = cuda
         self.stream = cuda.Stream()
+        self.cu = _cuda_driver_api()
+        self.graphs = "cuda-python stream capture" if self.cu is not None else None
 
     @property
     def handle(self) -> int:
@@ -100,17 +129,21 @@ class PyCudaMemory:
         self.stream.synchronize()
 
     def capture(self, enqueue: Any) -> Any:
-        self.stream.begin_capture()  # pycuda >= 2021.1
+        cu = self.cu
+        if cu is None:
+            raise RuntimeError("pycuda has no CUDA graph API; install cuda-python for graphs beside pycuda")
+        stream = cu.CUstream(self.handle)
+        _check(cu.cuStreamBeginCapture(stream, cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))
         try:
             ok = enqueue()
         finally:
-            graph = self.stream.end_capture()
+            graph = _check(cu.cuStreamEndCapture(stream))
         if not ok:
             raise RuntimeError("enqueue failed during capture")
-        return graph.instantiate()
+        return _check(cu.cuGraphInstantiateWithFlags(graph, 0)), graph
 
     def replay(self, graph: Any) -> None:
-        graph.launch(self.stream)
+        _check(self.cu.cuGraphLaunch(graph[0], self.cu.CUstream(self.handle)))
 
 
 def device_memory(kind: str = "auto") -> Any:
@@ -123,7 +156,8 @@ def device_memory(kind: str = "auto") -> Any:
         if torch.cuda.is_available() or kind == "torch":
             return TorchCudaMemory()
     if importlib.util.find_spec("pycuda") is None:
-        raise SpvitError("no CUDA memory library: install torch with CUDA, or pycuda (pip install 'spvit-deploy[trt]')")
+        raise SpvitError("no CUDA memory library: install torch with CUDA, or pycuda and cuda-python "
+                         "(pip install 'spvit-deploy[pycuda]')")
     return PyCudaMemory()
 
 
@@ -133,13 +167,15 @@ class TensorRTRunner:
     def __init__(self, plan: str | os.PathLike[str], *, cuda_graph: bool = True, memory: str = "auto",
                  trt: Any = None, mem: Any = None) -> None:
         from .build import read_sidecar
-        from .device import require_tensorrt
+        from .device import check_driver_loads, require_tensorrt
 
         self.trt = trt or require_tensorrt()
         p = Path(plan)
         if not p.is_file():
             raise SpvitError(f"engine '{p}' does not exist; build it with 'spvit-deploy build-engine'")
         self.meta = read_sidecar(p)
+        check_driver_loads([v for rec in self.meta.get("plugins") or [] for v in rec.get("ptx_versions") or []],
+                           str(self.meta.get("gpu", "?")))
         jit = any(rec.get("implementation") == "jit" for rec in self.meta.get("plugins") or [])
         if jit:  # the engine calls back into Python: the plugin must be defined in this process
             from .trt_plugin import register_plugin
@@ -158,11 +194,30 @@ class TensorRTRunner:
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == mode.INPUT]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == mode.OUTPUT]
         self.dtypes = {n: np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.use_graphs = cuda_graph and not jit
+        self.profiles = [dict(p) for p in self.meta.get("profiles") or [self.meta.get("profile") or {}]]
+        self.profile_index = 0
+        self.use_graphs = cuda_graph and not jit and bool(getattr(self.mem, "graphs", None))
+        self.graph_note = ("off (asked)" if not cuda_graph else "off (JIT Python plugins)" if jit else
+                           "" if self.use_graphs else f"off ({self.mem.name} has no CUDA graph API)")
         self.name = f"tensorrt[{self.meta.get('precision', '?')}{',plugins' if self.meta.get('plugins') else ''}]"
         self._bufs: dict[str, tuple[int, Any]] = {}  # name -> (capacity bytes, buffer)
-        self._graphs: dict[tuple, Any] = {}
+        self._graphs: dict[tuple, Any] = {}  # at most one: the graph of the shapes the context last ran
+        self._last_key: tuple | None = None
         self.graph_failures = 0
+        self.graph_state: dict[str, Any] = {"cuda_graph": False, "note": self.graph_note or "not run yet"}
+
+    def _select_profile(self, batch: int) -> None:
+        """Run `batch` in the profile tuned for it (opt == batch), else the first whose range holds it."""
+        if len(self.profiles) < 2:
+            return
+        fits = [i for i, p in enumerate(self.profiles) if p.get("min", 1) <= batch <= p.get("max", batch)]
+        best = next((i for i in fits if self.profiles[i].get("opt") == batch), fits[0] if fits else 0)
+        if best != self.profile_index:
+            if not self.context.set_optimization_profile_async(best, self.mem.handle):
+                raise SpvitError(f"TensorRT refused optimization profile {best} ({self.profiles[best]})")
+            self.mem.sync()
+            self.profile_index = best
+            self._graphs.clear()  # a graph is bound to the profile it was captured in
 
     def _buffer(self, name: str, nbytes: int) -> Any:
         cap, buf = self._bufs.get(name, (-1, None))
@@ -179,6 +234,12 @@ class TensorRTRunner:
         missing = [n for n in self.input_names if n not in feed]
         if missing:
             raise SpvitError(f"feed lacks engine input(s) {missing} (has {sorted(feed)})")
+        key = (self.profile_index, *(tuple(np.shape(feed[n])) for n in self.input_names))
+        self._select_profile(int(np.shape(feed[self.input_names[0]])[0]))
+        key = (self.profile_index, *key[1:])
+        if key != self._last_key:  # the context now runs other shapes: an older graph must not be replayed
+            self._graphs.clear()
+        self._last_key = key
         for n in self.input_names:
             x = np.ascontiguousarray(feed[n], dtype=self.dtypes[n])
             if not self.context.set_input_shape(n, x.shape):
@@ -191,7 +252,6 @@ class TensorRTRunner:
             self._buffer(n, int(np.prod(shape)) * self.dtypes[n].itemsize)
         for n in (*self.input_names, *self.output_names):
             self.context.set_tensor_address(n, self.mem.ptr(self._bufs[n][1]))
-        key = tuple(tuple(feed[n].shape) for n in self.input_names)
         graph = self._graphs.get(key)
         if graph is not None:
             self.mem.replay(graph)
@@ -202,9 +262,11 @@ class TensorRTRunner:
                 self.mem.sync()  # capture only after a plain run did any lazy initialisation
                 try:
                     self._graphs[key] = self.mem.capture(self._enqueue)
-                except Exception:
+                except Exception as e:  # noqa: BLE001 - not capturable: plain launches, and the result says so
                     self.graph_failures += 1
-                    self.use_graphs = False  # not capturable: plain launches from now on
+                    self.use_graphs = False
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                    self.graph_note = f"off (capture failed: {type(e).__name__}: {first})"
         out = {n: self.mem.d2h(self._bufs[n][1], shapes[n], self.dtypes[n]) for n in self.output_names}
         self.mem.sync()
         return out
@@ -215,8 +277,10 @@ class TensorRTRunner:
         import time
 
         self.infer(feed)
-        key = tuple(tuple(feed[n].shape) for n in self.input_names)
-        graph = self._graphs.get(key)
+        graph = self._graphs.get(self._last_key)
+        self.graph_state = {"cuda_graph": graph is not None, "graph_api": getattr(self.mem, "graphs", None),
+                            "note": "replayed" if graph is not None else self.graph_note or "off",
+                            "profile": self.profile_index, "profile_batches": self.profiles[self.profile_index]}
 
         def launch() -> None:
             if graph is not None:
@@ -234,10 +298,34 @@ class TensorRTRunner:
             times.append(time.perf_counter() - t0)
         return times
 
+    def layers(self) -> list[Any]:
+        """The engine inspector's layer list (names and tactics when built with `detailed_profile`)."""
+        import json
+
+        inspector = self.engine.create_engine_inspector()
+        info = json.loads(inspector.get_engine_information(self.trt.LayerInformationFormat.JSON))
+        return list(info.get("Layers", [])) if isinstance(info, dict) else []
+
     def close(self) -> None:
         self._graphs.clear()
         self._bufs.clear()
         self.context = self.engine = None
+
+
+FUSED_ATTENTION = re.compile(r"fmha|_mha|mha_|flash|attention|\battn|sdpa", re.I)
+
+
+def fused_attention_layers(layers: list[Any]) -> list[str]:
+    """Names of the layers whose description (name, tactic, kernel) says fused attention; TensorRT's naming
+    is not a documented contract, so this is a hint to read beside the latency, not a proof."""
+    import json
+
+    out = []
+    for layer in layers:
+        text = layer if isinstance(layer, str) else json.dumps(layer)
+        if FUSED_ATTENTION.search(text):
+            out.append((layer.get("Name") if isinstance(layer, dict) else None) or text[:120])
+    return out
 
 
 # ------------------------------------------------------------------------------ benchmark backend
@@ -255,18 +343,52 @@ def probe() -> str | None:
     return None
 
 
-def make_runner(path: str, threads: int | None = None, settings: Any = None) -> TensorRTRunner:
-    """The benchmark's maker: a `.plan` is loaded; an `.onnx` is first built (fp16, plugins where there
-    are conv blocks) into `<onnx>.fp16.plan` beside it, with a shared timing cache in that folder."""
-    from .build import BuildSettings, build_engine, prepare_graph
+class OnnxEngineRunner:
+    """The benchmark's TensorRT runner for an `.onnx` graph: the engine is built (fp16, plugins where there
+    are conv blocks) at the first `infer`, for that feed's batch (profile min 1, opt = max = the batch), into
+    `<onnx>.fp16.b<batch>.plan` beside the graph with a shared timing cache; a larger batch later builds
+    again. So the benchmark's batch sizes are never capped by a fixed profile maximum."""
 
+    def __init__(self, path: str | os.PathLike[str], settings: Any = None) -> None:
+        from .build import BuildSettings
+
+        self.path = Path(path)
+        self.settings = settings or BuildSettings(fp16=True, plugins=True,
+                                                  timing_cache=str(self.path.parent / "tensorrt.timing-cache"))
+        self.runner: TensorRTRunner | None = None
+        self.max_batch = 0
+        self.name = f"tensorrt[{'fp16' if self.settings.fp16 else 'fp32'}{',plugins' if self.settings.plugins else ''}]"
+
+    def _ensure(self, batch: int) -> TensorRTRunner:
+        import dataclasses
+
+        from .build import build_engine, prepare_graph
+
+        if self.runner is None or batch > self.max_batch:
+            if self.runner is not None:
+                self.runner.close()
+            s = dataclasses.replace(self.settings, min_batch=1, opt_batch=batch, max_batch=batch, opt_batches=())
+            p = self.path
+            plan = p.with_name(f"{p.stem}.{'fp16' if s.fp16 else 'fp32'}.b{batch}.plan")
+            graph, info = prepare_graph(p.with_name(f"{p.stem}.trt.onnx"), onnx=p, fp16=s.fp16, plugins=s.plugins)
+            build_engine(graph, plan, s, source=info)
+            self.runner, self.max_batch = TensorRTRunner(plan), batch
+            self.name = self.runner.name
+        return self.runner
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = int(np.shape(next(iter(feed.values())))[0])
+        return self._ensure(batch).infer(feed)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+
+def make_runner(path: str, threads: int | None = None, settings: Any = None) -> TensorRTRunner | OnnxEngineRunner:
+    """The benchmark's maker: a `.plan` is loaded; an `.onnx` gives an `OnnxEngineRunner` (built for the
+    batch of its first feed)."""
     p = Path(path)
     if p.suffix == ".plan":
         return TensorRTRunner(p)
-    settings = settings or BuildSettings(fp16=True, plugins=True,
-                                         timing_cache=str(p.parent / "tensorrt.timing-cache"))
-    plan = p.with_name(f"{p.stem}.{'fp16' if settings.fp16 else 'fp32'}.plan")
-    graph, info = prepare_graph(p.with_name(f"{p.stem}.trt.onnx"), onnx=p, fp16=settings.fp16,
-                                plugins=settings.plugins)
-    build_engine(graph, plan, settings, source=info)
-    return TensorRTRunner(plan)
+    return OnnxEngineRunner(p, settings)

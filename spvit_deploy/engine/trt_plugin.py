@@ -20,6 +20,14 @@ NUM_INPUTS = 5
 # AOT settings the builder fills in before parsing (the target GPU, an optional PTX ISA cap)
 _TARGET: dict = {"cc": None, "ptx_version": None}
 _DEFINED: dict = {}
+_PTX_SEEN: set = set()  # `.version` of every kernel an aot_impl handed TensorRT since the last read
+
+
+def compiled_ptx_versions() -> List[str]:
+    """PTX ISA versions of the kernels handed to TensorRT since the last call (then forgotten)."""
+    seen = sorted(_PTX_SEEN)
+    _PTX_SEEN.clear()
+    return seen
 
 
 @dataclass(frozen=True)
@@ -102,11 +110,12 @@ def define(trt: Any, trtp: Any, aot: bool = True, jit: bool = True) -> PluginDef
                 raise ValueError(f"packed conv weight is {k}x{k}, the node says kernel_size={kernel_size}")
             kern = compile_kernel(kernel_size, dtype, int(_TARGET["cc"]), tactic_config(dtype, tactic), channels,
                                   head_dim, (grid_h, grid_w), _TARGET["ptx_version"])
-            launch = trtp.KernelLaunchParams()
-            launch.grid_x = kern.grid_x
+            _PTX_SEEN.add(kern.ptx_version)
+            launch = trtp.KernelLaunchParams()  # plain ints only: SymInt32 mishandles numpy integers
+            launch.grid_x = int(kern.grid_x)
             launch.grid_y = u.shape_expr[0]  # one program row per image
-            launch.block_x = kern.threads
-            launch.shared_mem = kern.shared_bytes
+            launch.block_x = int(kern.threads)
+            launch.shared_mem = int(kern.shared_bytes)
             extra = trtp.SymIntExprs.from_tuple([trtp.SymInt32(u.shape_expr[0])])  # the kernel's int32 B
             return kern.kernel_name, kern.ptx, launch, extra
 

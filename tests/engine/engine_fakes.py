@@ -4,8 +4,17 @@ API for the builder, the runner and the plugin definitions, with the checks the 
 
 `FakeTRT` is a module-like object: `sys.modules["tensorrt"] = FakeTRT()`. Its ONNX parser reads the
 graph with `onnx` and, for plugin nodes, does what TensorRT does at build time: look the creator up by
-op type + plugin_namespace, build the fields from the node's attributes in register order, call the
-register function, autotune, and the AOT implementation once per advertised tactic.
+op type + plugin_namespace, pick AOT or JIT as tensorrt/plugin/_lib.py `create_plugin` does (the node's
+`aot` attribute first, then the network's PREFER_*_PYTHON_PLUGINS flag, an error when both
+implementations exist and nothing says which), build the fields from the node's attributes in register
+order, call the register function with the dtype and shape of the tensor that really feeds the node
+(ONNX shape inference upstream), autotune, and the AOT implementation once per advertised tactic.
+
+Enum values are TensorRT's own (NvInfer.h): NetworkDefinitionCreationFlag is EXPLICIT_BATCH=0,
+STRONGLY_TYPED=1, PREFER_JIT=2, PREFER_AOT=3 in 10.x and STRONGLY_TYPED=0, PREFER_JIT=1, PREFER_AOT=2 in 11.
+`SymInt32` refuses anything but a Python int or a symbolic expression (the real one mishandles numpy
+integers). A context's captured graph goes stale once the context runs other shapes or another profile;
+replaying a stale graph raises, as the wrong results it gives on a GPU would not.
 """
 from __future__ import annotations
 
@@ -48,8 +57,10 @@ class SymInt32(SymExpr):
             raise ValueError("Float symbolic expressions are not supported")
         if isinstance(value, SymExpr):
             super().__init__(value.value, value.name)
+        elif type(value) is int:
+            super().__init__(value)
         else:
-            super().__init__(int(value))
+            raise TypeError(f"SymInt32 takes a Python int or a symbolic expression, not {type(value).__name__}")
 
 
 class ShapeExpr(SymInt32):
@@ -232,6 +243,28 @@ class FakeTRTP(types.ModuleType):
         return deco
 
     # what TensorRT does with a plugin node at build time -------------------------
+    def choose_impl(self, d: PluginDef, node_aot: Any, prefer: str | None) -> bool:
+        """True for AOT: the rules of tensorrt/plugin/_lib.py `create_plugin` (10.9+)."""
+        if self._no_aot:
+            if node_aot is not None:  # assumption: before 10.9 the parser passes `aot` on as a field
+                raise AssertionError(f"Unexpected attribute aot provided to create_plugin. Expected one of {list(d.attrs)}.")
+            return False
+        if node_aot is not None:  # the node's own request is strict
+            if node_aot and d.aot_impl_fn is None:
+                raise ValueError(f"AOT implementation requested, but not defined for '{d.name}'.")
+            if not node_aot and d.impl_fn is None:
+                raise ValueError(f"JIT implementation requested, but not defined for '{d.name}'.")
+            return bool(node_aot)
+        if d.aot_impl_fn is not None and d.impl_fn is not None:
+            if prefer is None:
+                raise ValueError(f"Plugin '{d.name}' has both AOT and JIT implementations. NetworkDefinitionCreationFlag."
+                                 "PREFER_AOT_PYTHON_PLUGINS or NetworkDefinitionCreationFlag.PREFER_JIT_PYTHON_PLUGINS "
+                                 "should be specified.")
+            return prefer == "aot"
+        if d.aot_impl_fn is None and d.impl_fn is None:
+            raise ValueError(f"Plugin '{d.name}' does not have either a AOT or JIT implementation.")
+        return d.aot_impl_fn is not None
+
     def build_node(self, plugin_id: str, fields: dict[str, Any], inputs: list[TensorDesc], aot: bool) -> list[dict]:
         d = self.registry[plugin_id]
         attrs = {k: d.attrs[k](fields[k]) for k in d.attrs}
@@ -344,7 +377,10 @@ class FakeParser:
         self.network.inputs = [FakeTensor(v.name, dt(v.type.tensor_type.elem_type), shape(v)) for v in m.graph.input]
         self.network.outputs = [FakeTensor(v.name, dt(v.type.tensor_type.elem_type), shape(v)) for v in m.graph.output]
         inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
-        aot = bool(self.network.flags & (1 << trt.NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS))
+        upstream = _upstream_types(m)
+        F = trt.NetworkDefinitionCreationFlag
+        bit = lambda name: hasattr(F, name) and bool(self.network.flags & (1 << getattr(F, name)))  # noqa: E731
+        prefer = "aot" if bit("PREFER_AOT_PYTHON_PLUGINS") else "jit" if bit("PREFER_JIT_PYTHON_PLUGINS") else None
         for node in (n for n in m.graph.node if n.domain not in ("", "ai.onnx")):
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             ns = attrs.get("plugin_namespace", b"").decode() or node.domain
@@ -357,14 +393,47 @@ class FakeParser:
             if missing:  # TensorRT warns and skips the field; register() then fails
                 self.errors.append(ParserError(f"fields {missing} not found in plugin node", node.name, node.op_type))
                 return False
-            x = self.network.inputs[0]
-            tokens = TensorDesc(trt.float16 if inits[node.input[1]].dtype == np.float16 else trt.float32,
-                                (-1, attrs["grid_h"] * attrs["grid_w"] + 1, inits[node.input[1]].shape[2]),
-                                (f"{x.name}.0", None, None))
-            descs = [tokens] + [TensorDesc(tokens.dtype, tuple(inits[n].shape)) for n in node.input[1:]]
+            try:
+                aot = trt.plugin.choose_impl(d, attrs.get("aot"), prefer)
+            except (ValueError, AssertionError) as e:
+                self.errors.append(ParserError(str(e), node.name, node.op_type))
+                return False
+            descs = []
+            for name in node.input:
+                if name in inits:
+                    descs.append(TensorDesc(dt(onnx.helper.np_dtype_to_tensor_dtype(inits[name].dtype)),
+                                            tuple(inits[name].shape)))
+                else:  # an activation: its dtype and shape as inferred from the tensors that produce it
+                    elem, dims = upstream[name]
+                    descs.append(TensorDesc(dt(elem), tuple(-1 if isinstance(v, str) else v for v in dims),
+                                            tuple(v if isinstance(v, str) else None for v in dims)))
             self.network.plugin_launches += [{"node": node.name, **r} for r in
                                              trt.plugin.build_node(pid, attrs, descs, aot)]
         return True
+
+
+def _upstream_types(m: Any) -> dict[str, tuple[int, tuple]]:
+    """elem type and dims (ints, or dim_param names) of every activation, by ONNX shape inference on a copy
+    where each custom-domain node is an Identity of its first input (the plugin's output is `u.like()`)."""
+    import onnx
+
+    g = onnx.ModelProto()
+    g.CopyFrom(m)
+    for node in g.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            inputs = [node.input[0]]
+            outputs = list(node.output[:1])
+            node.Clear()
+            node.op_type = "Identity"
+            node.input.extend(inputs)
+            node.output.extend(outputs)
+    inferred = onnx.shape_inference.infer_shapes(g, strict_mode=True)
+    out = {}
+    for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        tt = vi.type.tensor_type
+        out[vi.name] = (tt.elem_type, tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                                            for d in tt.shape.dim))
+    return out
 
 
 class FakeProfile:
@@ -410,6 +479,7 @@ class FakeConfig:
         self.profiles: list[FakeProfile] = []
         self.cache: FakeCache | None = None
         self.builder_optimization_level = 3
+        self.cache_failure = trt.cache_failure  # "none": get_timing_cache() is None; "raise": it raises
 
     def set_memory_pool_limit(self, pool: Any, size: int) -> None:
         self.pools[pool] = size
@@ -428,7 +498,9 @@ class FakeConfig:
         return True
 
     def get_timing_cache(self) -> FakeCache | None:
-        return self.cache
+        if self.cache_failure == "raise":
+            raise RuntimeError("ITimingCache::serialize: internal error")
+        return None if self.cache_failure == "none" else self.cache
 
 
 class FakeBuilder:
@@ -457,20 +529,31 @@ class FakeBuilder:
         io = [(t.name, "INPUT", t.dtype.name, t.shape) for t in network.inputs]
         io += [(t.name, "OUTPUT", t.dtype.name, t.shape) for t in network.outputs]
         return json.dumps({"engine": True, "flags": network.flags, "io": io,
-                           "profiles": [p.shapes for p in config.profiles]}).encode()
+                           "profiles": [{n: list(v) for n, v in p.shapes.items()} for p in config.profiles]}).encode()
+
+
+class FakeGraph:
+    """A captured enqueue, bound to the context state it was captured in."""
+
+    def __init__(self, context: "FakeContext", enqueue: Any) -> None:
+        self.context, self.state, self.enqueue = context, context.state(), enqueue
 
 
 class FakeMemory:
-    """Device memory as numpy byte arrays keyed by fake addresses; counts copies, captures, replays."""
+    """Device memory as numpy byte arrays keyed by fake addresses; counts copies, captures, replays.
+    A replayed graph must match its context's current state (shapes and profile of its last run)."""
 
     name = "fake"
     handle = 7
+    graphs = "fake graphs"
 
     def __init__(self) -> None:
         self.buffers: dict[int, np.ndarray] = {}
         self.next = 0x1000
         self.captures = self.replays = self.allocs = 0
         self.capture_fails = False
+        self.capturing = False
+        self.last_context: Any = None
 
     def alloc(self, nbytes: int) -> int:
         self.next += 0x100000
@@ -496,11 +579,19 @@ class FakeMemory:
         if self.capture_fails:
             raise RuntimeError("operation not permitted when stream is capturing")
         self.captures += 1
-        return enqueue
+        self.capturing = True
+        try:
+            enqueue()
+        finally:
+            self.capturing = False
+        return FakeGraph(self.last_context, enqueue)
 
-    def replay(self, graph: Any) -> None:
+    def replay(self, graph: FakeGraph) -> None:
+        if graph.context.state() != graph.state:
+            raise RuntimeError(f"stale CUDA graph: captured for {graph.state}, the context last ran "
+                               f"{graph.context.state()}")
         self.replays += 1
-        graph()
+        graph.enqueue()
 
 
 class FakeContext:
@@ -508,9 +599,21 @@ class FakeContext:
 
     def __init__(self, engine: "FakeEngine") -> None:
         self.engine, self.shapes, self.addresses, self.runs = engine, {}, {}, 0
+        self.profile_index = 0
+        self.ran: tuple = ()  # (profile, shapes) of the last enqueue: what a captured graph is bound to
+        self.profile_runs: list[int] = []
+
+    def state(self) -> tuple:
+        return self.ran
+
+    def set_optimization_profile_async(self, index: int, stream: int) -> bool:
+        if not 0 <= index < len(self.engine.profiles):
+            return False
+        self.profile_index = index
+        return True
 
     def set_input_shape(self, name: str, shape: tuple) -> bool:
-        lo, _, hi = self.engine.profile[name]
+        lo, _, hi = self.engine.profiles[self.profile_index][name]
         if len(shape) != len(lo) or not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
             return False
         self.shapes[name] = tuple(shape)
@@ -528,6 +631,9 @@ class FakeContext:
 
     def execute_async_v3(self, stream: int) -> bool:
         mem = self.engine.memory
+        mem.last_context = self
+        if mem.capturing:  # stream capture records the launches, runs nothing
+            return True
         (iname,) = [n for n, v in self.engine.io.items() if v[0] == "INPUT"]
         (oname,) = [n for n, v in self.engine.io.items() if v[0] == "OUTPUT"]
         x = mem.d2h(self.addresses[iname], self.shapes[iname], self.engine.io[iname][1].np)
@@ -535,6 +641,8 @@ class FakeContext:
         y = x.reshape(x.shape[0], -1).astype(np.float64).mean(1)[:, None] * np.arange(1, oshape[1] + 1)
         mem.h2d(self.addresses[oname], y.astype(self.engine.io[oname][1].np))
         self.runs += 1
+        self.ran = (self.profile_index, tuple(sorted(self.shapes.items())))
+        self.profile_runs.append(self.profile_index)
         return True
 
 
@@ -542,7 +650,8 @@ class FakeEngine:
     def __init__(self, trt: "FakeTRT", plan: dict, memory: FakeMemory) -> None:
         dts = {"FLOAT": trt.float32, "HALF": trt.float16}
         self.io = {n: (mode, dts[dt], tuple(shape)) for n, mode, dt, shape in plan["io"]}
-        self.profile = {n: tuple(tuple(s) for s in v) for n, v in plan["profiles"][0].items()}
+        self.profiles = [{n: tuple(tuple(s) for s in v) for n, v in p.items()} for p in plan["profiles"]]
+        self.profile = self.profiles[0]
         self.memory = memory
         self.names = list(self.io)
         self.contexts: list[FakeContext] = []
@@ -586,8 +695,14 @@ class FakeTRT(types.ModuleType):
         self.__version__ = version
         self.float32, self.float16 = DataType("FLOAT", np.float32), DataType("HALF", np.float16)
         self.Logger = type("Logger", (), {"WARNING": 2, "VERBOSE": 4, "__init__": lambda s, level=2: None})
-        self.NetworkDefinitionCreationFlag = _Enum(STRONGLY_TYPED=0, PREFER_JIT_PYTHON_PLUGINS=1,
-                                                   PREFER_AOT_PYTHON_PLUGINS=2)
+        if int(version.split(".")[0]) >= 11:  # NvInfer.h of TensorRT 11
+            self.NetworkDefinitionCreationFlag = _Enum(STRONGLY_TYPED=0, PREFER_JIT_PYTHON_PLUGINS=1,
+                                                       PREFER_AOT_PYTHON_PLUGINS=2)
+        elif aot:  # 10.9-10.x
+            self.NetworkDefinitionCreationFlag = _Enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1, PREFER_JIT_PYTHON_PLUGINS=2,
+                                                       PREFER_AOT_PYTHON_PLUGINS=3)
+        else:  # 10.6-10.8: JIT plugins only
+            self.NetworkDefinitionCreationFlag = _Enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
         self.MemoryPoolType = _Enum(WORKSPACE=0)
         self.TensorIOMode = _Enum(INPUT="INPUT", OUTPUT="OUTPUT")
         self.memory = FakeMemory()
@@ -597,6 +712,7 @@ class FakeTRT(types.ModuleType):
         self.builders: list[FakeBuilder] = []
         self.parse_error = ""
         self.fail_build = False
+        self.cache_failure = ""
 
     def Builder(self, logger: Any) -> FakeBuilder:  # noqa: N802 - TensorRT's spelling
         return FakeBuilder(self, logger)
@@ -614,9 +730,9 @@ class FakeTRT(types.ModuleType):
 TRT = FakeTRT()  # dtype singletons shared by every FakeTRT (build_node compares against them)
 
 
-def install(monkeypatch: Any, trt: FakeTRT | None = None, gpu: tuple[str, str] = ("NVIDIA H100 80GB HBM3", "9.0")
-            ) -> FakeTRT:
-    """Put a fake TensorRT and GPU in place for spvit_deploy.engine (pytest monkeypatch)."""
+def install(monkeypatch: Any, trt: FakeTRT | None = None, gpu: tuple[str, str] = ("NVIDIA H100 80GB HBM3", "9.0"),
+            driver: tuple[str, tuple[int, int]] = ("570.124.06", (12, 8))) -> FakeTRT:
+    """Put a fake TensorRT, GPU and driver in place for spvit_deploy.engine (pytest monkeypatch)."""
     import sys
 
     from spvit_deploy.engine import device, trt_plugin
@@ -626,5 +742,6 @@ def install(monkeypatch: Any, trt: FakeTRT | None = None, gpu: tuple[str, str] =
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", trt.plugin)
     monkeypatch.setattr(device, "gpu_info", lambda index=0: device.GpuInfo(gpu[0], gpu[1], 80.0, "fake"))
+    monkeypatch.setattr(device, "driver_info", lambda: device.DriverInfo(driver[0], driver[1], "fake"))
     monkeypatch.setattr(trt_plugin, "_DEFINED", {})
     return trt

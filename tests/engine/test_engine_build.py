@@ -1,5 +1,6 @@
 """build-engine: the one-line error without TensorRT, and (with a stand-in TensorRT) network flags, the
-batch profile, the timing cache reused and merged across builds, the atomic plan + sidecar."""
+batch profiles, the timing cache reused and merged across builds (and never costing the engine), the
+atomic plan + sidecar, the `aot` node attribute, the PTX ISA against the driver, the Triton version."""
 from __future__ import annotations
 
 import hashlib
@@ -38,9 +39,11 @@ def fake_trt(monkeypatch):
     trt = install(monkeypatch)
 
     def compile_stub(ks, dtype, cc, config, channels, head_dim, grid, ptx_version):
-        return SimpleNamespace(kernel_name=f"k{ks}", ptx=".entry", grid_x=1, threads=128, shared_bytes=0)
+        return SimpleNamespace(kernel_name=f"k{ks}", ptx=".entry", grid_x=1, threads=128, shared_bytes=0,
+                               ptx_version=f"{(ptx_version or 88) // 10}.{(ptx_version or 88) % 10}")
 
     monkeypatch.setattr(trt_plugin, "compile_kernel", compile_stub)
+    monkeypatch.setattr("spvit_kernels.trt_kernel.bundled_ptx_version", lambda cc: 88)  # Triton's ptxas: PTX 8.8
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # set by the test conftest; build-engine refuses it
     return trt
 
@@ -61,7 +64,9 @@ def test_build_writes_plan_and_sidecar(fake_trt, tiny_graphs, tmp_path) -> None:
     assert meta["compute_capability"] == "9.0" and meta["precision"] == "fp16" and meta["strongly_typed"]
     assert meta["profile"] == {"min": 1, "opt": 8, "max": 32}
     assert meta["plugins"] == [{"name": "spvit::SpvitConvAttn", "version": "1", "library": None,
-                                "implementation": "aot", "count": 6, "python_needed_at_runtime": False}]
+                                "implementation": "aot", "count": 6, "python_needed_at_runtime": False,
+                                "ptx_version_cap": 87, "bundled_ptx": 88, "driver_version": "570.124.06",
+                                "driver_cuda": "12.8", "driver_max_ptx": 87, "ptx_versions": ["8.7"]}]
     assert meta["onnx"]["sha256"] == hashlib.sha256(Path(tiny_graphs["fp16_plugins"]).read_bytes()).hexdigest()
     assert meta["inputs"] == [{"name": "input", "dtype": "float32", "shape": [-1, 3, 64, 64]}]
     assert meta["outputs"] == [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}]
@@ -202,3 +207,121 @@ def test_gpu_info_without_a_gpu_is_one_line() -> None:
         gpu_info()
     assert "\n" not in str(e.value)
     assert GpuInfo("x", "9.0").cc == 90 and GpuInfo("x", "12.0").cc == 120
+
+
+# ------------------------------------------------------------------------------ issue 15 findings
+
+
+def test_plugin_nodes_say_aot_so_any_builder_picks_it(fake_trt, tiny_graphs, monkeypatch) -> None:
+    """A builder that sets no PREFER_*_PYTHON_PLUGINS flag (trtexec, Polygraphy, a user script) meets a
+    plugin with both implementations: TensorRT refuses it unless the node says `aot` (finding 7)."""
+    import onnx
+
+    nodes = [n for n in onnx.load(str(tiny_graphs["fp16_plugins"])).graph.node if n.op_type == "SpvitConvAttn"]
+    assert nodes and all(onnx.helper.get_attribute_value(a) == 1 for n in nodes for a in n.attribute if a.name == "aot")
+    assert all(any(a.name == "aot" for a in n.attribute) for n in nodes)
+    trt_plugin.register_plugin(aot=True, jit=True)
+    trt_plugin.set_aot_target(90)
+    net = fake_trt.Builder(None).create_network(1 << fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    parser = fake_trt.OnnxParser(net, None)
+    assert parser.parse_from_file(str(tiny_graphs["fp16_plugins"])), [e.desc() for e in parser.errors]
+    assert net.plugin_launches and all("kernel_name" in r for r in net.plugin_launches)  # the AOT kernels
+
+
+def test_jit_build_drops_the_aot_attribute(monkeypatch, tiny_graphs, tmp_path) -> None:
+    install(monkeypatch, FakeTRT(version="10.8.0.43", aot=False))
+    meta = build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True))
+    assert meta["plugins"][0]["implementation"] == "jit" and "ptx_versions" not in meta["plugins"][0]
+
+
+@pytest.mark.parametrize("failure", ["raise", "none", "corrupt"])
+def test_every_timing_cache_failure_keeps_the_engine(fake_trt, tiny_graphs, tmp_path, failure) -> None:
+    """Finding 6: the plan is written before the cache is saved, and no cache problem loses it."""
+    cache = tmp_path / "tc.bin"
+    if failure == "corrupt":
+        cache.write_bytes(b"\x00not a timing cache")
+    else:
+        fake_trt.cache_failure = failure
+    out = tmp_path / "model.plan"
+    meta = build_engine(tiny_graphs["fp32"], out, BuildSettings(timing_cache=str(cache)))
+    assert out.is_file() and json.loads(sidecar_path(out).read_text()) == meta
+    assert meta["timing_cache"]["note"]
+    assert (meta["timing_cache"]["saved_bytes"] > 0) == (failure == "corrupt")  # a corrupt file is replaced
+
+
+def test_plan_is_written_before_the_timing_cache(fake_trt, tiny_graphs, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "model.plan"
+    seen = []
+    monkeypatch.setattr(TimingCache, "save", lambda self, config: seen.append(out.is_file()))
+    build_engine(tiny_graphs["fp32"], out, BuildSettings(timing_cache=str(tmp_path / "tc.bin")))
+    assert seen == [True]
+
+
+def test_one_optimization_profile_per_batch(fake_trt, tiny_graphs, tmp_path) -> None:
+    """Finding 4: TensorRT tunes at every batch we time (opt = that batch), all in one engine."""
+    out = tmp_path / "model.plan"
+    meta = build_engine(tiny_graphs["fp32"], out, BuildSettings(min_batch=1, max_batch=64, opt_batches=(1, 16, 64)))
+    profiles = fake_trt.builders[-1].config.profiles
+    assert [p.shapes["input"][1][0] for p in profiles] == [1, 16, 64]
+    assert all(p.shapes["input"][0][0] == 1 and p.shapes["input"][2][0] == 64 for p in profiles)
+    assert [p["opt"] for p in meta["profiles"]] == [1, 16, 64] and meta["profile"]["opt"] == 1
+    with pytest.raises(SpvitError, match="within 1..64"):
+        BuildSettings(max_batch=64, opt_batches=(1, 128))
+
+
+def test_ptx_version_follows_the_driver_and_is_recorded(fake_trt, tiny_graphs, tmp_path, monkeypatch) -> None:
+    """Finding 2: the kernels' PTX ISA is capped at what the driver loads; the sidecar says which."""
+    from spvit_deploy.engine import device
+
+    monkeypatch.setattr(device, "driver_info", lambda: device.DriverInfo("550.54", (12, 4), "fake"))
+    monkeypatch.setattr("spvit_kernels.trt_kernel.bundled_ptx_version", lambda cc: 88)
+    meta = build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True))
+    rec = meta["plugins"][0]
+    assert trt_plugin._TARGET == {"cc": 90, "ptx_version": 84} and rec["ptx_version_cap"] == 84
+    assert rec["ptx_versions"] == ["8.4"] and rec["driver_cuda"] == "12.4"
+    assert rec["driver_version"] == "550.54" and rec["bundled_ptx"] == 88
+
+
+def test_too_old_driver_is_one_line(fake_trt, tiny_graphs, tmp_path, monkeypatch) -> None:
+    from spvit_deploy.engine import device
+
+    monkeypatch.setattr(device, "driver_info", lambda: device.DriverInfo("470.1", (11, 4), "fake"))
+    with pytest.raises(SpvitError, match=r"loads PTX ISA up to 7.4, but sm_90 kernels need 7.8") as e:
+        build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True))
+    assert "\n" not in str(e.value) and not (tmp_path / "m.plan").exists()
+    monkeypatch.setattr(device, "driver_info", lambda: device.DriverInfo("550.54", (12, 4), "fake"))
+    with pytest.raises(SpvitError, match="--ptx-version 8.7 is newer than"):
+        build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True, ptx_version=87))
+    assert device.max_ptx_for_cuda((12, 9)) == 88 and device.max_ptx_for_cuda((13, 0)) == 90
+
+
+def test_old_triton_is_one_line(fake_trt, tiny_graphs, tmp_path, monkeypatch) -> None:
+    """Finding 1: Triton < 3.3 has ASTSource(constants=..., AttrsDescriptor): a clear error, not a failed build."""
+    import triton
+
+    monkeypatch.setattr(triton, "__version__", "3.2.0")
+    with pytest.raises(SpvitError, match=r"Triton 3.2.0 is too old .* >= 3.3") as e:
+        build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True))
+    assert "\n" not in str(e.value)
+
+
+def test_nvidia_smi_honours_cuda_visible_devices(monkeypatch) -> None:
+    from spvit_deploy.engine import device
+
+    calls = []
+
+    def run(cmd, **kw):
+        calls.append(cmd)
+        return SimpleNamespace(returncode=0, stdout="NVIDIA H100 80GB HBM3, 9.0, 81559\n")
+
+    monkeypatch.setattr(device.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(device.subprocess, "run", run)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert device._from_nvidia_smi(0).cc == 90 and calls[-1][1] == "--id=3"
+    device._from_nvidia_smi(1)
+    assert calls[-1][1] == "--id=1"
+    assert device._from_nvidia_smi(2) is None  # only two visible
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-abc,-1,2")
+    assert device.visible_device(0) == "GPU-abc" and device.visible_device(1) is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert device.visible_device(0) is None

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 
 import spvit_kernels
@@ -47,23 +49,58 @@ def test_aot_launch_as_tensorrt_calls_it(fake_trt, tiny_graphs, monkeypatch) -> 
 
     def fake_compile(ks, dtype, cc, config, channels, head_dim, grid, ptx_version):
         calls.append((ks, dtype, cc, config, channels, head_dim, grid))
-        return SimpleNamespace(kernel_name=f"k{ks}_{config}", ptx=".entry", grid_x=3, threads=128, shared_bytes=4096)
+        # numpy integers, as arithmetic on Triton metadata can give: the plugin must hand SymInt32 plain ints
+        return SimpleNamespace(kernel_name=f"k{ks}_{config}", ptx=".entry", grid_x=np.int64(3), threads=np.int32(128),
+                               shared_bytes=np.int64(4096), ptx_version="8.7")
 
     monkeypatch.setattr(trt_plugin, "compile_kernel", fake_compile)
     trt_plugin.register_plugin()
     trt_plugin.set_aot_target(90)
-    net = fake_trt.Builder(None).create_network(1 << 2)
+    net = fake_trt.Builder(None).create_network(1 << fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     parser = fake_trt.OnnxParser(net, None)
     assert parser.parse_from_file(str(tiny_graphs["fp16_plugins"])), [e.desc() for e in parser.errors]
     launches = net.plugin_launches
-    assert len(launches) == 6 * 2  # six nodes x two fp16 tactics
+    batch = onnx.load(str(tiny_graphs["fp16_plugins"])).graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    assert len(launches) == 6 * 2  # six nodes x two fp16 tactics: aot_impl called at build time, AOT chosen
+    assert trt_plugin.compiled_ptx_versions() == ["8.7"]  # by the node's own `aot` attribute (no flag asked)
     assert {c[3] for c in calls} == {"m64_k64_n64_w4_s3", "m32_k128_n64_w4_s2"} and {c[1] for c in calls} == {"fp16"}
     assert {(c[0], c[2], c[4], c[5], c[6]) for c in calls} == {(3, 90, 192, 64, (4, 4)), (1, 90, 192, 64, (4, 4))}
     for r in launches:
         assert r["launch_values"] == {"grid_x": 3, "grid_y": None, "grid_z": 1, "block_x": 128, "block_y": 1,
                                       "block_z": 1, "shared_mem": 4096}
-        assert r["launch"]["grid_y"] == "Sym(input.0)"  # the batch, resolved by TensorRT per shape
-        assert r["extra"] == ["Sym(input.0)"]
+        assert r["launch"]["grid_y"] == f"Sym({batch})"  # the batch, resolved by TensorRT per shape
+        assert r["extra"] == [f"Sym({batch})"]
+
+
+def test_fake_is_faithful_where_tensorrt_is_strict(fake_trt, tiny_graphs) -> None:
+    """Real enum values, SymInt32 only from ints, plugin inputs typed by the tensors feeding them."""
+    from engine_fakes import KernelLaunchParams, SymInt32
+
+    F = fake_trt.NetworkDefinitionCreationFlag  # NvInfer.h, TensorRT 10.x
+    assert (F.EXPLICIT_BATCH, F.STRONGLY_TYPED, F.PREFER_JIT_PYTHON_PLUGINS, F.PREFER_AOT_PYTHON_PLUGINS) == (0, 1, 2, 3)
+    F11 = FakeTRT(version="11.1.0").NetworkDefinitionCreationFlag
+    assert (F11.STRONGLY_TYPED, F11.PREFER_JIT_PYTHON_PLUGINS, F11.PREFER_AOT_PYTHON_PLUGINS) == (0, 1, 2)
+    for bad in (np.int64(3), 3.0, "3"):
+        with pytest.raises((TypeError, ValueError)):
+            SymInt32(bad)
+    with pytest.raises(TypeError):
+        KernelLaunchParams().grid_x = np.int32(2)
+    seen = []
+    trt_plugin.register_plugin()
+    d = fake_trt.plugin.registry[PLUGIN_NAME]
+    d.register_fn = (lambda f: lambda *a, **k: (seen.append(a[0]), f(*a, **k))[1])(d.register_fn)
+    net = fake_trt.Builder(None).create_network(0)
+    d.aot_impl_fn = None  # JIT only here: the dtypes and shapes are what matter
+    proto = onnx.load(str(tiny_graphs["fp16_plugins"]))
+    for node in proto.graph.node:  # drop the `aot` request, or the parser asks for the (removed) AOT impl
+        for a in [a for a in node.attribute if a.name == "aot"]:
+            node.attribute.remove(a)
+    path = Path(str(tiny_graphs["fp16_plugins"]).replace(".onnx", ".noaot.onnx"))
+    onnx.save(proto, str(path))
+    parser = fake_trt.OnnxParser(net, None)
+    assert parser.parse_from_file(str(path)), [e.desc() for e in parser.errors]
+    assert {u.dtype for u in seen} == {fake_trt.float16} and {u.shape[1:] for u in seen} == {(17, 192)}
+    assert all(u.shape[0] == -1 for u in seen)  # the dynamic batch, from the graph input upstream
 
 
 def test_aot_needs_a_target(fake_trt) -> None:
@@ -97,7 +134,7 @@ rows = []
 for cc in (80, 90):
     trt_plugin.set_aot_target(cc)
     for graph in ({fp16!r}, {fp32!r}):
-        net = trt.Builder(None).create_network(1 << 2)
+        net = trt.Builder(None).create_network(1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         parser = trt.OnnxParser(net, None)
         assert parser.parse_from_file(graph), [e.desc() for e in parser.errors]
         for r in net.plugin_launches:

@@ -78,6 +78,24 @@ def test_strip_hidden_params_and_rename() -> None:
         tk.entry_params(SAMPLE_PTX, "other")
 
 
+def test_triton_older_than_3_3_is_refused_in_one_line(monkeypatch) -> None:
+    """3.0-3.2's ASTSource takes `constants=` and an AttrsDescriptor; our call is 3.3's (constexprs, dict attrs)."""
+    for old in ("3.0.0", "3.1.0", "3.2.0"):
+        with pytest.raises(RuntimeError, match=rf"Triton {old} is too old .*>= 3.3") as e:
+            tk.check_triton(old)
+        assert "\n" not in str(e.value)
+    for ok in ("3.3.0", "3.8.0", "4.0.1"):
+        tk.check_triton(ok)
+    monkeypatch.setattr(tk.triton, "__version__", "3.2.0")
+    with pytest.raises(RuntimeError, match="too old"):
+        tk.compile_trt_kernel(3, "fp16", 90)
+
+
+def test_bundled_ptx_version_is_an_int_or_unknown() -> None:
+    v = tk.bundled_ptx_version(90)
+    assert v is None or (isinstance(v, int) and 78 <= v < 200)
+
+
 def test_trt_configs_fit_the_plugin_launch() -> None:
     assert tk.trt_configs("fp16") == ["m64_k64_n64_w4_s3", "m32_k128_n64_w4_s2"]
     assert tk.trt_configs("fp32") == ["tf32x3_m32_k32_n64_w4_s2"]
