@@ -50,8 +50,9 @@ def test_server_image_has_health_check_and_entrypoint() -> None:
     text = DOCKERFILES[1].read_text()
     assert re.search(r"^HEALTHCHECK .*\n\s+CMD \[\"python3\", \"/opt/spvit/healthcheck.py\"\]", text, re.M)
     assert "/v2/health/ready" in (DOCKER / "healthcheck.py").read_text()
-    assert 'ENTRYPOINT ["/opt/spvit/triton-entrypoint.sh"]' in text
-    assert 'ENTRYPOINT ["spvit-deploy"]' in DOCKERFILES[0].read_text()
+    # both chain to NGC's entrypoint (driver checks, banner), as the base images' own ENTRYPOINT does
+    assert 'ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/spvit/triton-entrypoint.sh"]' in text
+    assert 'ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "spvit-deploy"]' in DOCKERFILES[0].read_text()
 
 
 def test_compose_runs_the_server_with_the_repository_mounted() -> None:
