@@ -64,15 +64,6 @@ def engine_settings(batches: Sequence[int], *, fp16: bool = True, plugins: bool 
                          detailed_profile=True)
 
 
-def topk_overlap(reference: Any, output: Any, k: int = 5) -> float:
-    """Mean share of each sample's top-k classes (reference) that are also in the output's top-k."""
-    import numpy as np
-
-    r = np.argsort(-np.asarray(reference, np.float64), axis=1)[:, :k]
-    o = np.argsort(-np.asarray(output, np.float64), axis=1)[:, :k]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(r, o)]))
-
-
 def _best(by: dict, model: str, batch: int, prefix: str, ok: set | None) -> tuple[str, float] | None:
     """The fastest engine named `prefix*` for (model, batch) that passed parity (when `ok` is given)."""
     cands = [(p50, e) for (m, e, b), p50 in by.items()
@@ -199,6 +190,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     from spvit_deploy.bench.compare import compare
     from spvit_deploy.engine.build import build_engine, prepare_graph
     from spvit_deploy.engine.runner import TensorRTRunner, fused_attention_layers
+    from spvit_deploy.engine.stages import topk_overlap
     from spvit_deploy.engine.samples import demo_images
     from spvit_deploy.export import export_onnx, ort_session
     from spvit_deploy.export.source import load_model_pair

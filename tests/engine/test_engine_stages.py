@@ -24,7 +24,7 @@ def test_verify_graph_stages(tmp_path, capsys) -> None:
     assert plugin["ok"] and plugin["max_abs_diff"] <= 1e-4 and plugin["detail"]["plugin_nodes"] == 8
     for graph in ("fp16", "fp16+plugins"):
         d = fp16["detail"][graph]
-        assert d["ok"] and d["cosine"] >= 0.999 and d["top1_agreement"] == 1.0 and d["fp16_sensitive_ops"] == []
+        assert d["ok"] and d["cosine"] >= 0.999 and d["top5_overlap"] >= 0.9 and d["fp16_sensitive_ops"] == []
     if importlib.util.find_spec("tensorrt") is None:
         assert rc == 1 and not report["ok"] and not trt["ok"] and trt["detail"]["skipped"]
         assert "TensorRT is not installed" in trt["detail"]["reason"]
@@ -39,6 +39,7 @@ def test_export_cli_fp16_and_plugins(tmp_path, capsys) -> None:
 
     from spvit_deploy.bench.compare import compare
     from spvit_deploy.engine.graphs import check_graph, run_reference
+    from spvit_deploy.engine.stages import topk_overlap
 
     spec = random_spec(TINY, 12, 768, ["conv3x3", "msa", "conv1x1", "skip"], TINY_IMG, num_classes=10)
     spec.save(tmp_path / "arch.json")
@@ -53,5 +54,5 @@ def test_export_cli_fp16_and_plugins(tmp_path, capsys) -> None:
     checks = check_graph(graph)
     assert checks.ok and checks.plugin_nodes == checks.conv_blocks == 6 and not checks.fp16_sensitive_ops
     x = np.random.default_rng(0).standard_normal((4, 3, TINY_IMG, TINY_IMG)).astype(np.float32)
-    c = compare(run_reference(onnx.load(str(tmp_path / "fp32.onnx")), x), run_reference(graph, x))
-    assert c.cosine >= 0.999 and c.top1_agreement == 1.0
+    ref, got = run_reference(onnx.load(str(tmp_path / "fp32.onnx")), x), run_reference(graph, x)
+    assert compare(ref, got).cosine >= 0.999 and topk_overlap(ref, got) >= 0.9  # top-1 of random weights: no verdict
