@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     g.add_argument("--min-batch", type=int, default=1)
     g.add_argument("--opt-batch", type=int, default=16)
     g.add_argument("--max-batch", type=int, default=64)
+    g.add_argument("--opt-batches", default=None,
+                   help="one profile per batch, each tuned at that batch (e.g. 1,16,64; replaces --opt-batch)")
     p.add_argument("--workspace-gb", type=float, default=None, help="builder workspace limit (default: TensorRT's)")
     p.add_argument("--timing-cache", default=None,
                    help="timing cache file reused and updated across builds (default: tensorrt.timing-cache "
@@ -58,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         kernels = ()
     if not kernels or set(kernels) - {1, 3}:
         raise SpvitError(f"--plugin-kernels takes 1, 3 or 1,3, not '{args.plugin_kernels}'")
+    try:
+        opts = tuple(int(b) for b in args.opt_batches.split(",") if b.strip()) if args.opt_batches else ()
+    except ValueError:
+        raise SpvitError(f"--opt-batches takes comma-separated integers, not '{args.opt_batches}'") from None
     cache = args.timing_cache
     if cache is None:
         cache = str(out.parent / "tensorrt.timing-cache")
@@ -65,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         cache = None
     settings = BuildSettings(
         fp16=args.fp16, plugins=args.plugins, plugin_impl=args.plugin_impl, min_batch=args.min_batch,
-        opt_batch=args.opt_batch, max_batch=args.max_batch, workspace_gb=args.workspace_gb, timing_cache=cache,
+        opt_batch=args.opt_batch, max_batch=args.max_batch, opt_batches=opts, workspace_gb=args.workspace_gb,
+        timing_cache=cache,
         optimization_level=args.optimization_level, ptx_version=args.ptx_version, verbose=args.verbose,
     )
     require_tensorrt(MIN_TRT)  # before any export: say at once what is missing
@@ -79,6 +86,6 @@ def run(args: argparse.Namespace) -> int:
         plugins = ", ".join(f"{p['count']} x {p['name']} ({p['implementation']})" for p in meta["plugins"]) or "none"
         print(f"wrote {out} ({meta['precision']}, TensorRT {meta['tensorrt_version']}, {meta['gpu']} "
               f"sm_{meta['compute_capability'].replace('.', '')}, batch {meta['profile']['min']}-"
-              f"{meta['profile']['max']} opt {meta['profile']['opt']}, plugins: {plugins}, "
+              f"{meta['profile']['max']} opt {','.join(str(q['opt']) for q in meta['profiles'])}, plugins: {plugins}, "
               f"{meta['build_seconds']} s) and {Path(out).with_suffix('.json')}")
     return 0

@@ -197,6 +197,10 @@ def test_cli_with_fake_tensorrt(fake_trt, tiny_graphs, tmp_path, capsys) -> None
     assert (out.parent / "tensorrt.timing-cache").is_file()  # the default cache beside the engine
     assert main(["build-engine", "--onnx", str(tiny_graphs["fp32"]), "--out", str(out), "--min-batch", "9", "--opt-batch", "4"]) == 2
     assert "1 <= min <= opt <= max" in capsys.readouterr().err
+    assert main(["build-engine", "--onnx", str(tiny_graphs["fp32"]), "--out", str(out), "--opt-batches", "1,16,64"]) == 0
+    assert "opt 1,16,64" in capsys.readouterr().out
+    assert main(["build-engine", "--onnx", str(tiny_graphs["fp32"]), "--out", str(out), "--opt-batches", "1,x"]) == 2
+    assert "--opt-batches takes" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is not None, reason="an NVIDIA GPU may be here")
