@@ -1,6 +1,7 @@
 """The `spvit-deploy` command: a thin argparse front over the Python API, one module per subcommand.
 
-Every `SpvitError` becomes one line on stderr and exit status 2, never a traceback.
+Every `SpvitError` becomes one line on stderr and exit status 2, never a traceback. Every path a
+command writes is checked before it starts, so a path that cannot be created fails at once.
 """
 from __future__ import annotations
 
@@ -24,6 +25,26 @@ COMMANDS = {
     "export": "export",
     "benchmark": "benchmark",
 }
+
+# the options that name a file a command writes; any other --out or --repo names a folder it writes
+OUTPUT_FILES: dict[str, tuple[str, ...]] = {
+    "export": ("out",),
+    "build-engine": ("out", "keep_onnx", "timing_cache"),
+    "import-official": ("spec_out",),
+}
+OUTPUT_FOLDERS = ("out", "repo")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Raise a one-line `SpvitError` if a path the command writes cannot be written (creates nothing)."""
+    from .._io import check_writable
+
+    files = OUTPUT_FILES.get(args.command, ())
+    for dest in (*files, *(d for d in OUTPUT_FOLDERS if d not in files)):
+        path = getattr(args, dest, None)
+        if path is None or (dest == "timing_cache" and str(path).lower() == "none"):
+            continue
+        check_writable(path, folder=dest not in files, what="--" + dest.replace("_", "-"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_outputs(args)
         return int(args._run(args) or 0)
     except SpvitError as e:
         print(f"spvit-deploy {args.command}: error: {e}", file=sys.stderr)
