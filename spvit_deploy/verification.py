@@ -1,5 +1,8 @@
 """End-to-end exactness checks: dense == supernet (all gates on) == materialized (gates pinned).
 
+With random weights every degenerate parameter is redrawn first (`randomize_degenerate`), as the
+supernet's BatchNorm statistics and head-mixing logits are, so that no branch hides below the tolerance.
+
 Later stages (onnx, fused kernels, plugin and fp16 graphs, TensorRT) register themselves in
 `STAGES`; each takes the `VerifyContext` and returns a `Check`.
 """
@@ -71,6 +74,29 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max())
 
 
+@torch.no_grad()
+def randomize_degenerate(model: nn.Module, generator: torch.Generator) -> list[str]:
+    """Redraw, in place, the parameters a fresh init leaves degenerate; return their names.
+
+    Degenerate: every value equal (zero biases, unit norm scales, DeiT-III's LayerScale gammas of 1e-6) or
+    all below 1e-4 in magnitude (the class token). A branch scaled by 1e-6, or a bias that is zero, hides
+    its mistakes below any tolerance. Scales (LayerScale gammas, norm weights) are drawn in [0.5, 1.5),
+    the rest with std 0.02 around their value.
+    """
+    names = []
+    for name, p in model.named_parameters():
+        flat = p.detach().flatten()
+        if flat.numel() > 1 and not bool((flat == flat[0]).all()) and float(flat.abs().max()) >= 1e-4:
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "gamma" or (p.ndim == 1 and leaf == "weight"):
+            p.copy_(torch.rand(p.shape, generator=generator, dtype=p.dtype) + 0.5)
+        else:
+            p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * 0.02)
+        names.append(name)
+    return names
+
+
 def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Final features (B, T, C) and logits, flattened into one vector for comparison."""
     feats = model.forward_features(x)
@@ -109,6 +135,8 @@ def verify(
         raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")
     torch.manual_seed(seed)
     dense = create_dense(model, checkpoint=checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
+    if checkpoint is None:  # random weights: nothing may be scaled away or zero
+        randomize_degenerate(dense, torch.Generator().manual_seed(seed + 1))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, spec.img_size, spec.img_size, generator=g)
     checks = []
