@@ -123,15 +123,10 @@ def arch_stats(
     model: str, arch: ArchSpec | str, img_size: int | None = None, num_classes: int | None = None
 ) -> dict[str, Any]:
     """Dense vs compressed MACs/params for `model` and `arch` (a spec or `paper:<name>` / path)."""
-    from .models import dims_for, same_model
-    from .spec import load_spec
+    from .models import dims_for
+    from .spec import resolve_spec
 
-    spec = load_spec(arch) if isinstance(arch, str) else arch
-    spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
-    if not same_model(model, spec.model):
-        from .errors import SpvitError
-
-        raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")
+    spec = resolve_spec(arch, model, img_size=img_size, num_classes=num_classes)
     dims = dims_for(spec.model, num_classes=spec.num_classes, img_size=spec.img_size)
     spec.validate_against(dims.depth, dims.mlp_hidden)
     dense, comp = cost(dims), cost(dims, spec)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -202,6 +202,16 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def check_state_keys(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], what: str) -> list[str]:
+    """Strict loading's key check: a one-line `SpvitError` ("`what`: missing ... keys; unexpected ...") unless
+    `state` has exactly the keys of `own`; returns the keys whose shapes differ (in `own`'s order)."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise SpvitError(f"{what}: {describe_key_mismatch(missing, unexpected)}")
+    return [k for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+
+
 def describe_key_mismatch(missing: list[str], unexpected: list[str], limit: int = 3) -> str:
     parts = []
     if missing:
@@ -221,13 +231,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
     except Exception as e:
         raise SpvitError(f"checkpoint '{path}' does not fit this model ({type(e).__name__}: {e})") from None
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected:
-        raise SpvitError(
-            f"checkpoint '{path}' does not fit this model: {describe_key_mismatch(missing, unexpected)}"
-        )
+    wrong = check_state_keys(own, state, f"checkpoint '{path}' does not fit this model")
     if wrong:
         k = wrong[0]
         raise SpvitError(

@@ -93,16 +93,13 @@ def build_plain(spec: ArchSpec, device: str | torch.device | None = None) -> nn.
 
 def load_plain_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """Strictly load `state` into a plain model, with a one-line error on mismatch."""
-    from .models import describe_key_mismatch
+    from .models import check_state_keys
 
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise SpvitError(f"{where} does not match its arch spec: {describe_key_mismatch(missing, unexpected)}")
-    for k, v in own.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise SpvitError(
-                f"{where} does not match its arch spec: {k} is {tuple(state[k].shape)}, spec wants {tuple(v.shape)}"
-            )
+    wrong = check_state_keys(own, state, f"{where} does not match its arch spec")
+    if wrong:
+        k = wrong[0]
+        raise SpvitError(
+            f"{where} does not match its arch spec: {k} is {tuple(state[k].shape)}, spec wants {tuple(own[k].shape)}"
+        )
     model.load_state_dict(state, strict=True)

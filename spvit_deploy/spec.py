@@ -173,3 +173,22 @@ def load_spec(ref: str | os.PathLike[str]) -> ArchSpec:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SpvitError(f"{p}: not valid JSON ({e.msg if hasattr(e, 'msg') else e}); fix or regenerate the spec") from None
     return ArchSpec.from_dict(d, where=str(p))
+
+
+def resolve_spec(
+    arch: ArchSpec | str | os.PathLike[str],
+    model: str | None = None,
+    *,
+    img_size: int | None = None,
+    num_classes: int | None = None,
+) -> ArchSpec:
+    """The spec `arch` names (an `ArchSpec`, `paper:<name>`, a JSON file or a run folder), with `img_size`
+    and `num_classes` replaced when given, checked to be for `model` when given."""
+    spec = arch if isinstance(arch, ArchSpec) else load_spec(arch)
+    spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
+    if model is not None:
+        from .models import same_model
+
+        if not same_model(model, spec.model):
+            raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")
+    return spec

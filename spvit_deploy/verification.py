@@ -119,8 +119,8 @@ def verify(
 ) -> VerifyReport:
     """Build dense -> supernet -> materialized and compare each with the previous, in fp32."""
     from .materialization import materialize
-    from .models import create_dense, same_model
-    from .spec import load_spec
+    from .models import create_dense
+    from .spec import resolve_spec
     from .supernet import fix_gates, randomize_supernet_state, set_all_gates, to_supernet
 
     for s in stages:
@@ -129,10 +129,7 @@ def verify(
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise SpvitError(f"unknown verify stage(s) {unknown}; available: {sorted(set(STAGES) | set(STAGE_MODULES))}")
-    spec = load_spec(arch) if isinstance(arch, str) else arch
-    spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
-    if not same_model(model, spec.model):
-        raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")
+    spec = resolve_spec(arch, model, img_size=img_size, num_classes=num_classes)
     torch.manual_seed(seed)
     dense = create_dense(model, checkpoint=checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
     if checkpoint is None:  # random weights: nothing may be scaled away or zero

@@ -63,3 +63,28 @@ def test_no_traceback_in_a_real_process(tmp_path) -> None:
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "unknown op 'conv7x7'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_command_takes_the_model_options_from_one_group() -> None:
+    from spvit_deploy.cli import build_parser
+    from spvit_deploy.cli.common import ModelSource, model_source
+
+    parser = build_parser()
+    argv = {
+        "export": ["--model", "deit_t", "--arch", "paper:deit_tiny", "--checkpoint", "w.pth", "--img-size", "64",
+                   "--out", "m.onnx"],
+        "benchmark": ["--run", "RUN", "--out", "bench"],
+        "verify": ["--model", "deit_t", "--arch", "paper:deit_tiny", "--checkpoint", "w.pth", "--img-size", "64"],
+        "arch-stats": ["--model", "deit_t", "--arch", "paper:deit_tiny", "--num-classes", "10"],
+        "materialize": ["--model", "deit_t", "--arch", "paper:deit_tiny", "--checkpoint", "w.pth", "--out", "run"],
+        "compress": ["--model", "deit_t", "--data", "d", "--checkpoint", "w.pth", "--target-ratio", "0.5",
+                     "--img-size", "64", "--out", "run"],
+    }
+    got = {cmd: model_source(parser.parse_args([cmd, *a])) for cmd, a in argv.items()}
+    assert got["export"] == ModelSource(model="deit_t", arch="paper:deit_tiny", checkpoint="w.pth", img_size=64)
+    assert got["benchmark"] == ModelSource(run="RUN")
+    assert got["verify"] == ModelSource(model="deit_t", arch="paper:deit_tiny", checkpoint="w.pth", img_size=64)
+    assert got["arch-stats"] == ModelSource(model="deit_t", arch="paper:deit_tiny", num_classes=10)
+    assert got["materialize"].checkpoint == "w.pth" and got["compress"].img_size == 64
+    with pytest.raises(SystemExit):  # one weight source at a time
+        parser.parse_args(["materialize", *argv["materialize"], "--supernet", "s.safetensors"])

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-PACKAGES = ["spvit_deploy", "spvit_deploy.bench", "spvit_deploy.engine", "spvit_deploy.export", "spvit_deploy.train"]
+PACKAGES = ["spvit_deploy", "spvit_deploy.bench", "spvit_deploy.engine", "spvit_deploy.export", "spvit_deploy.passes",
+            "spvit_deploy.train"]
 
 
 def test_packages_import_without_heavy_libraries():
@@ -25,9 +26,9 @@ def test_every_lazy_name_is_the_object_its_module_defines(package):
     mod = importlib.import_module(package)
     names = [n for n in mod.__all__ if n != "__version__"]
     for name in names:  # import every submodule first, as the CLI does
-        importlib.import_module(f"{package}.{mod._EXPORTS[name]}")
+        importlib.import_module(f".{mod._EXPORTS[name]}", package)
     for name in names:
-        expected = getattr(importlib.import_module(f"{package}.{mod._EXPORTS[name]}"), name)
+        expected = getattr(importlib.import_module(f".{mod._EXPORTS[name]}", package), name)
         assert getattr(mod, name) is expected and getattr(mod, name) is expected, name
         assert not isinstance(expected, type(sys))  # a function or class, never a module
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'nope'"):

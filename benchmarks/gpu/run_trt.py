@@ -187,8 +187,9 @@ def _environment() -> dict[str, Any]:
 def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     import numpy as np
 
-    from spvit_deploy.bench.compare import compare
-    from spvit_deploy.engine.build import build_engine, prepare_graph
+    from spvit_deploy.comparison import compare
+    from spvit_deploy.engine.build import build_engine
+    from spvit_deploy.passes.prepare import prepare_graph
     from spvit_deploy.engine.runner import TensorRTRunner, fused_attention_layers
     from spvit_deploy.engine.stages import topk_overlap
     from spvit_deploy.engine.samples import demo_images

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .._io import atomic_path, write_json, write_text
-from .benchmark import RESULTS_VERSION, VARIANTS, BenchSettings, settings_dict
+from .settings import RESULTS_VERSION, VARIANTS, BenchSettings, settings_dict
 from .environment import environment
 
 RESULTS_FILE = "results.json"

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_arch_option, add_json_option, print_json, table
+from .common import add_json_option, add_model_options, model_source, print_json, table
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="MACs and params of a spec against the dense model")
-    p.add_argument("--model", required=True, help="deit_t|deit_s|deit_b or a timm ViT name")
-    add_arch_option(p)
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--num-classes", type=int, default=None)
+    add_model_options(p, weights=())
     add_json_option(p)
     return p
 
@@ -22,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 def run(args: argparse.Namespace) -> int:
     from ..macs import arch_stats
 
-    stats = arch_stats(args.model, args.arch, img_size=args.img_size, num_classes=args.num_classes)
+    src = model_source(args)
+    stats = arch_stats(src.model, src.arch, **src.kwargs("img_size", "num_classes"))
     if args.json:
         print_json(stats)
         return 0

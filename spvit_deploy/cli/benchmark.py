@@ -8,13 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_json_option, print_json
-from .export import add_source_options
+from .common import add_json_option, add_model_options, model_source, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="time the dense and the compressed model side by side")
-    add_source_options(p)
+    add_model_options(p, run=True)
     p.add_argument("--backends", default="onnxruntime",
                    help="comma-separated: onnxruntime, onnxruntime-cuda, torch, torch-cuda, tensorrt")
     p.add_argument("--batch", default="1,16", help="comma-separated batch sizes")
@@ -33,16 +32,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.benchmark import BenchSettings, benchmark, parse_batches
     from ..bench.backends import parse_backends
+    from ..bench.benchmark import benchmark
+    from ..bench.settings import BenchSettings, parse_batches
 
     settings = BenchSettings(
         backends=tuple(parse_backends(args.backends)), batches=parse_batches(args.batch), threads=args.threads,
         iters=args.iters, warmup=args.warmup, rounds=args.rounds, pad_widths=args.pad_widths,
         profile=args.profile,
     )
-    res = benchmark(args.out, run=args.run, model=args.model, arch=args.arch, checkpoint=args.checkpoint,
-                    img_size=args.img_size, num_classes=args.num_classes, settings=settings,
+    res = benchmark(args.out, **model_source(args).kwargs(), settings=settings,
                     log=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         print_json({"speedups": res["speedups"], "skipped": res["skipped"], "out": str(args.out)})

@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.build import BuildSettings, build_engine, build_graph_path, prepare_graph
+    from ..engine.build import BuildSettings, build_engine, build_graph_path
+    from ..passes.prepare import prepare_graph
     from ..engine.device import MIN_TRT, gpu_info, require_tensorrt
 
     from ..errors import SpvitError

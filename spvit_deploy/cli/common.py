@@ -1,25 +1,70 @@
-"""Option groups shared by several subcommands, and output helpers."""
+"""Option groups shared by several subcommands (the model options, parsed into a `ModelSource`), and
+output helpers."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import dataclass, fields
 from typing import Any
 
 
-def add_model_options(p: argparse.ArgumentParser, weights: bool = True) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--model", required=True, help="deit_t|deit_s|deit_b or a timm ViT name (vit_small_patch16_224)")
-    g.add_argument("--img-size", type=int, default=None, help="input resolution (default: the spec's or the model's)")
-    g.add_argument("--num-classes", type=int, default=None, help="classifier width (default: the spec's or 1000)")
+WEIGHT_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pretrained": ("--pretrained", {"action": "store_true", "help": "dense weights from the timm / HF hub (needs network)"}),
+    "checkpoint": ("--checkpoint", {"default": None, "help": "local dense weights: .pth (official DeiT or timm), .bin, "
+                                    ".safetensors; without it the weights are random"}),
+    "no-pretrained": ("--no-pretrained", {"action": "store_true", "help": "random dense weights (smoke tests)"}),
+    "supernet": ("--supernet", {"default": None, "help": "supernet checkpoint (from search/finetune)"}),
+}
+
+
+def add_model_options(
+    p: argparse.ArgumentParser,
+    *,
+    run: bool = False,
+    arch: bool = True,
+    weights: tuple[str, ...] = ("checkpoint",),
+    weights_required: bool = False,
+) -> None:
+    """The one definition of the model options: [--run RUN_DIR |] --model M [--arch SPEC] [weights]
+    [--img-size S] [--num-classes N]. With `run`, a run folder may replace --model/--arch (none is required);
+    `weights` picks the mutually exclusive weight options (see `WEIGHT_OPTIONS`). `model_source(args)` parses them."""
+    g = p.add_argument_group("model (a run folder, or a model name and a spec)" if run else "model")
+    if run:
+        g.add_argument("--run", default=None, help="run folder (arch.json + model.safetensors)")
+    g.add_argument("--model", required=not run, help="deit_t|deit_s|deit_b or a timm ViT name (vit_small_patch16_224)")
+    if arch:
+        g.add_argument("--arch", required=not run, default=None,
+                       help="architecture spec: paper:<name>, a JSON file or a run folder")
     if weights:
-        w = g.add_mutually_exclusive_group()
-        w.add_argument("--pretrained", action="store_true", help="download timm/HF hub weights (needs network)")
-        w.add_argument("--checkpoint", default=None, help="local dense weights: .pth (official DeiT or timm), .bin, .safetensors")
+        w = g.add_mutually_exclusive_group(required=weights_required)
+        for name in weights:
+            flag, kw = WEIGHT_OPTIONS[name]
+            w.add_argument(flag, **kw)
+    g.add_argument("--img-size", type=int, default=None,
+                   help="input resolution (default: the spec's, the checkpoint's or the model's)")
+    g.add_argument("--num-classes", type=int, default=None,
+                   help="classifier width (default: the spec's, the checkpoint's, the class folders' or 1000)")
 
 
-def add_arch_option(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--arch", required=required, help="architecture spec: paper:<name>, a JSON file or a run folder")
+@dataclass(frozen=True)
+class ModelSource:
+    """What `add_model_options` parsed: a run folder, or a model name + spec, dense weights and sizes."""
+
+    run: str | None = None
+    model: str | None = None
+    arch: str | None = None
+    checkpoint: str | None = None
+    img_size: int | None = None
+    num_classes: int | None = None
+
+    def kwargs(self, *names: str) -> dict[str, Any]:
+        """The named fields as keyword arguments (all of them by default)."""
+        return {n: getattr(self, n) for n in (names or tuple(f.name for f in fields(self)))}
+
+
+def model_source(args: argparse.Namespace) -> ModelSource:
+    return ModelSource(**{f.name: getattr(args, f.name, None) for f in fields(ModelSource)})
 
 
 def add_json_option(p: argparse.ArgumentParser) -> None:

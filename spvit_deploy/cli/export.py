@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_json_option, print_json
-
-
-def add_source_options(p: argparse.ArgumentParser) -> None:
-    """--run RUN_DIR | --model M --arch SPEC [--checkpoint P] [--img-size] [--num-classes] (export, benchmark)."""
-    g = p.add_argument_group("model (a run folder, or a model name and a spec)")
-    g.add_argument("--run", default=None, help="run folder (arch.json + model.safetensors)")
-    g.add_argument("--model", default=None, help="deit_t|deit_s|deit_b or a timm ViT name")
-    g.add_argument("--arch", default=None, help="architecture spec: paper:<name>, a JSON file or a run folder")
-    g.add_argument("--checkpoint", default=None,
-                   help="dense weights (.pth/.bin/.safetensors); without it the weights are random")
-    g.add_argument("--img-size", type=int, default=None)
-    g.add_argument("--num-classes", type=int, default=None)
+from .common import add_json_option, add_model_options, model_source, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="export a compressed (or dense) model to ONNX, checked against PyTorch")
-    add_source_options(p)
+    add_model_options(p, run=True)
     p.add_argument("--dense", action="store_true", help="export the dense model of the same name instead")
     p.add_argument("--out", required=True, help="ONNX file to write (atomically)")
     p.add_argument("--opset", type=int, default=18)
@@ -41,10 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from ..export.onnx import export_onnx
     from ..export.source import load_export_model
 
-    em = load_export_model(run=args.run, model=args.model, arch=args.arch, checkpoint=args.checkpoint,
-                           dense=args.dense, img_size=args.img_size, num_classes=args.num_classes)
+    em = load_export_model(**model_source(args).kwargs(), dense=args.dense)
     if args.fp16 or args.plugins:  # export fp32 (parity-checked), then the engine graph passes
-        from ..engine.build import export_for_engine
+        from ..passes.prepare import export_for_engine
 
         rep = export_for_engine(em, args.out, fp16=args.fp16, plugins=args.plugins, opset=args.opset,
                                 pad_widths=args.pad_widths)

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from .common import add_json_option, print_json
+from .common import add_json_option, add_model_options, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "--search-ckpt FILE --spec-out arch.json derives a spec from an official search file.",
     )
     p.add_argument("checkpoint", nargs="?", default=None, help="official fine-tuned checkpoint ({'model': state_dict})")
-    p.add_argument("--model", required=True, help="deit_t|deit_s|deit_b or a timm ViT name")
+    add_model_options(p, arch=False, weights=())  # --img-size/--num-classes: checked against the checkpoint's
     ops = p.add_mutually_exclusive_group()
     ops.add_argument("--arch", default=None, help="ops and kept FFN units: paper:<name>, a spec JSON or a run folder")
     ops.add_argument(
@@ -34,8 +34,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         help="official search file (ffn_indicators/*.pth or a search checkpoint): the kept FFN units, "
         "and the ops when it holds kernel_thresholds and --indicators is not given",
     )
-    p.add_argument("--img-size", type=int, default=None, help="check against the checkpoint's (read from pos_embed)")
-    p.add_argument("--num-classes", type=int, default=None, help="check against the checkpoint's (read from head)")
     p.add_argument("--out", default=None, help="run folder to write (needs CHECKPOINT)")
     p.add_argument("--spec-out", default=None, help="write the architecture spec JSON here")
     add_json_option(p)

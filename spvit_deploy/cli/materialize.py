@@ -8,18 +8,12 @@ import argparse
 import json
 import sys
 
-from .common import add_arch_option, add_json_option, print_json
+from .common import add_json_option, add_model_options, model_source, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="turn a supernet checkpoint and a spec into a plain run folder")
-    p.add_argument("--model", required=True, help="deit_t|deit_s|deit_b or a timm ViT name")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--supernet", default=None, help="supernet checkpoint (from search/finetune)")
-    src.add_argument("--checkpoint", default=None, help="dense weights (uniform head mixing, identity BatchNorm)")
-    add_arch_option(p)
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--num-classes", type=int, default=None)
+    add_model_options(p, weights=("supernet", "checkpoint"))
     p.add_argument("--out", required=True, help="run folder to write")
     add_json_option(p)
     return p
@@ -29,11 +23,12 @@ def run(args: argparse.Namespace) -> int:
     from ..materialization import materialize
     from ..models import create_dense
     from ..run import META_FILE, save_run
-    from ..spec import load_spec
+    from ..spec import resolve_spec
     from ..supernet import load_supernet_checkpoint, to_supernet
 
-    spec = load_spec(args.arch).with_overrides(img_size=args.img_size, num_classes=args.num_classes)
-    dense = create_dense(args.model, checkpoint=args.checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
+    src = model_source(args)
+    spec = resolve_spec(src.arch, src.model, **src.kwargs("img_size", "num_classes"))
+    dense = create_dense(src.model, checkpoint=src.checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
     supernet = to_supernet(dense)
     if args.supernet:
         load_supernet_checkpoint(supernet, args.supernet)

@@ -9,19 +9,13 @@ import argparse
 import sys
 from typing import Any
 
-from .common import add_json_option
+from .common import add_json_option, add_model_options
 
 
 def add_train_options(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
-    g = p.add_argument_group("model and data")
-    g.add_argument("--model", required=True, help="deit_t|deit_s|deit_b or a timm ViT name (vit_nano_patch4_32)")
+    add_model_options(p, arch=False, weights=("pretrained", "checkpoint", "no-pretrained"), weights_required=True)
+    g = p.add_argument_group("data and output")
     g.add_argument("--data", required=True, help="ImageFolder root with train/<class>/* and val/<class>/*")
-    w = g.add_mutually_exclusive_group(required=True)
-    w.add_argument("--pretrained", action="store_true", help="dense weights from the timm / HF hub (needs network)")
-    w.add_argument("--checkpoint", default=None, help="dense weights from a local file (.pth, .bin, .safetensors)")
-    w.add_argument("--no-pretrained", action="store_true", help="random dense weights (smoke tests)")
-    g.add_argument("--img-size", type=int, default=None, help="input resolution (default: the model's)")
-    g.add_argument("--num-classes", type=int, default=None, help="classifier width (default: the class folders)")
     g.add_argument("--out", required=True, help="run folder to write (or to continue with --resume)")
     if "search" in stages:
         t = g.add_mutually_exclusive_group(required=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_arch_option, add_json_option, add_model_options, print_json
+from .common import add_json_option, add_model_options, model_source, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="check that every stage computes the same function")
-    add_model_options(p)
-    add_arch_option(p)
+    add_model_options(p, weights=("pretrained", "checkpoint"))
     p.add_argument("--stages", default="", help="extra comma-separated stages after supernet,materialize")
     p.add_argument("--fused", action="store_true",
                    help="add the 'fused' stage: conv blocks as fused Triton kernels (interpreter on CPU)")
@@ -35,10 +34,9 @@ def run(args: argparse.Namespace) -> int:
         from ..fused import prepare_interpreter
 
         prepare_interpreter()  # before timm imports triton
-    report = verify(
-        args.model, args.arch, checkpoint=args.checkpoint, img_size=args.img_size,
-        num_classes=args.num_classes, stages=stages, batch=args.batch, seed=args.seed,
-    )
+    src = model_source(args)
+    report = verify(src.model, src.arch, **src.kwargs("checkpoint", "img_size", "num_classes"), stages=stages,
+                    batch=args.batch, seed=args.seed)
     if args.json:
         print_json(report.to_dict())
     else:

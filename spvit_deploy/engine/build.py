@@ -2,8 +2,9 @@
 the batch axis (one per batch size the engine is tuned for), a timing cache reused and merged across
 builds, and the plan written atomically with a JSON sidecar (`model.plan` -> `model.json`).
 
-`prepare_graph` makes the graph the builder receives (export of a run, fp16 conversion, plugin
-nodes); `build_engine` needs TensorRT and a GPU and says in one line when either is missing.
+The builder only builds: the graph it receives comes from `spvit_deploy.passes.prepare_graph`
+(export of a run, fp16 conversion, plugin nodes). `build_engine` needs TensorRT and a GPU and says
+in one line when either is missing.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ..errors import SpvitError, require
+from .timing_cache import TimingCache
 
 SIDECAR_VERSION = 1
 PLUGIN_IMPLS = ("aot", "jit")
@@ -80,89 +82,6 @@ def build_graph_path(plan: str | os.PathLike[str]) -> Path:
     return p.with_name(f"{p.stem}.trt.onnx")
 
 
-def transform_graph(proto: Any, fp16: bool = False, plugins: bool = False,
-                    plugin_kernels: tuple[int, ...] = (1, 3), fp16_softmax: bool = False) -> tuple[Any, dict[str, Any]]:
-    """fp16 conversion, then the plugin pass (either may be off; plugins only for conv blocks of the
-    kernel sizes in `plugin_kernels`); returns the graph and what was done. `fp16_softmax` runs Softmax
-    in fp16 too (no Cast pair around it, so TensorRT can fuse attention; check the accuracy)."""
-    from .fp16 import FP32_OPS, convert_to_fp16, graph_precision
-    from .plugins import PLUGIN_OP, insert_conv_attn_plugins
-
-    done: dict[str, Any] = {}
-    if fp16 and graph_precision(proto) == "fp32":
-        proto, rep = convert_to_fp16(proto, fp32_ops=FP32_OPS - {"Softmax"} if fp16_softmax else None)
-        done["fp16"] = {**rep.to_dict(), **({"softmax": "fp16"} if fp16_softmax else {})}
-    if plugins and not any(n.op_type == PLUGIN_OP for n in proto.graph.node):
-        proto, prep = insert_conv_attn_plugins(proto, kernel_sizes=tuple(plugin_kernels))
-        done["plugins"] = prep.to_dict()
-    return proto, done
-
-
-def transform_file(src: str | os.PathLike[str], out: str | os.PathLike[str], *, fp16: bool = False,
-                   plugins: bool = False, plugin_kernels: tuple[int, ...] = (1, 3)) -> dict[str, Any]:
-    """`transform_graph` from the ONNX file `src` to `out` (written atomically); returns what was done."""
-    from .graphs import load_model, save_model
-
-    new, done = transform_graph(load_model(src), fp16=fp16, plugins=plugins, plugin_kernels=plugin_kernels)
-    save_model(new, out)
-    return done
-
-
-def export_for_engine(em: Any, out: str | os.PathLike[str], *, fp16: bool = False, plugins: bool = False,
-                      **export_kw: Any) -> Any:
-    """`export_onnx` of an `ExportModel` (checked against PyTorch in fp32), then the fp16 / plugin passes,
-    written atomically to `out`; returns the export report for `out`, with `engine_passes` in its metadata."""
-    import dataclasses
-    import tempfile
-
-    from ..export import export_onnx
-    from .graphs import load_model
-
-    with tempfile.TemporaryDirectory(prefix="spvit-export-") as tmp:
-        rep = export_onnx(em.module, Path(tmp) / "fp32.onnx", spec=em.spec, variant=em.variant, **export_kw)
-        done = transform_file(Path(tmp) / "fp32.onnx", out, fp16=fp16, plugins=plugins)
-    counts: dict[str, int] = {}
-    for n in load_model(out).graph.node:
-        counts[n.op_type] = counts.get(n.op_type, 0) + 1
-    return dataclasses.replace(rep, path=str(out), size_bytes=Path(out).stat().st_size, op_counts=dict(sorted(counts.items())),
-                               metadata={**rep.metadata, "engine_passes": done})
-
-
-def prepare_graph(out_onnx: str | os.PathLike[str], *, run: str | os.PathLike[str] | None = None,
-                  onnx: str | os.PathLike[str] | None = None, fp16: bool = False, plugins: bool = False,
-                  plugin_kernels: tuple[int, ...] = (1, 3), opset: int | None = None,
-                  fp16_softmax: bool = False) -> tuple[Path, dict[str, Any]]:
-    """The graph to build from: `onnx` as is when no pass is asked for, else a transformed copy (or the
-    export of `run`) written atomically to `out_onnx`. Returns its path and what was done."""
-    from .graphs import load_model, save_model
-
-    if (run is None) == (onnx is None):
-        raise SpvitError("give exactly one of --run RUN_DIR or --onnx MODEL.onnx")
-    info: dict[str, Any] = {}
-    if run is not None:
-        import tempfile
-
-        from ..export import export_onnx, load_export_model
-
-        em = load_export_model(run=run)
-        with tempfile.TemporaryDirectory(prefix="spvit-engine-") as tmp:
-            kw = {"opset": opset} if opset else {}
-            rep = export_onnx(em.module, Path(tmp) / "model.onnx", spec=em.spec, **kw)
-            info["export"] = {"run": str(run), "parity_max_abs_diff": rep.max_abs_diff}
-            proto = load_model(Path(tmp) / "model.onnx")
-    else:
-        proto = load_model(onnx)
-        info["source"] = str(onnx)
-    new, done = transform_graph(proto, fp16=fp16, plugins=plugins, plugin_kernels=plugin_kernels,
-                                fp16_softmax=fp16_softmax)
-    info.update(done)
-    if run is None and not done:
-        return Path(onnx), info  # type: ignore[arg-type]
-    if onnx is not None and Path(out_onnx).resolve() == Path(onnx).resolve():
-        raise SpvitError(f"the transformed graph would overwrite its source '{onnx}'; choose another --out")
-    return save_model(new, out_onnx), info
-
-
 # ------------------------------------------------------------------------------ TensorRT pieces
 
 
@@ -218,93 +137,6 @@ def set_batch_profile(builder: Any, network: Any, config: Any, settings: BuildSe
     return out
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path`.lock (concurrent builds sharing one timing cache)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-class TimingCache:
-    """A timing cache file reused across builds: loaded before, merged with the file's newest state
-    and written back atomically after (under a lock, as Polygraphy does)."""
-
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
-        self.path = Path(path) if path else None
-        self.loaded_bytes = 0
-        self.saved_bytes = 0
-        self.reused = False
-        self.note = ""
-        self._cache: Any = None
-
-    def attach(self, config: Any) -> None:
-        """Load the file into the build; a stale, corrupt or unreadable cache starts an empty one."""
-        blob = b""
-        try:
-            if self.path is not None and self.path.is_file():
-                blob = self.path.read_bytes()
-            self.loaded_bytes = len(blob)
-            cache = config.create_timing_cache(blob)
-            if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-                raise ValueError("it was made by another TensorRT version or GPU")
-        except Exception as e:  # noqa: BLE001 - a cache problem never stops a build
-            self.note = f"the timing cache {self.path} could not be used ({_one_line(e)}); starting an empty one"
-            blob = b""
-            try:
-                cache = config.create_timing_cache(b"")
-                config.set_timing_cache(cache, ignore_mismatch=False)
-            except Exception as e2:  # noqa: BLE001
-                self.note += f"; no timing cache at all ({_one_line(e2)})"
-                cache = None
-        self.reused = bool(blob)
-        self._cache = cache  # must outlive the build
-
-    def save(self, config: Any) -> None:
-        """Merge and write the cache back; call it after the plan is written. Never raises (an Exception):
-        a failure is kept in `note`."""
-        if self.path is None:
-            return
-        from .._io import write_bytes
-
-        try:
-            cache = config.get_timing_cache()
-            if cache is None:
-                self.note = self.note or "TensorRT returned no timing cache; the file was left as it was"
-                return
-            with _file_lock(self.path):
-                if self.path.is_file():  # another build may have written it meanwhile: keep its entries too
-                    try:
-                        newest = config.create_timing_cache(self.path.read_bytes())
-                        merged = newest is not None and cache.combine(newest, ignore_mismatch=True)
-                    except Exception:  # noqa: BLE001 - a corrupt file is replaced by this build's cache
-                        merged = False
-                    if not merged:
-                        self.note = self.note or "the cache file did not match this TensorRT/GPU; it was replaced"
-                data = bytes(memoryview(cache.serialize()))
-                write_bytes(self.path, data)
-                self.saved_bytes = len(data)
-        except OSError as e:  # the engine is built: an unwritable cache must not lose it
-            self.note = f"the timing cache could not be written to {self.path} ({e.strerror or e}); the engine was kept"
-        except Exception as e:  # noqa: BLE001 - same for anything TensorRT raises while serializing
-            self.note = f"the timing cache could not be saved to {self.path} ({_one_line(e)}); the engine was kept"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path) if self.path else None, "loaded_bytes": self.loaded_bytes,
-                "saved_bytes": self.saved_bytes, "reused": self.reused, **({"note": self.note} if self.note else {})}
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
-
-
 def network_io(trt: Any, network: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """[{name, dtype (numpy spelling), shape (-1 = dynamic)}] for the network's inputs and outputs."""
     import numpy as np
@@ -338,7 +170,7 @@ def write_engine(out: Path, plan: bytes, meta: dict[str, Any]) -> None:
 def plugin_records(count: int, impl: str | None, ptx: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The sidecar's `plugins`: name, library (None: nothing to load), implementation, node count, and
     for AOT kernels the PTX ISA they carry and the driver they were built under (`ptx`)."""
-    from .plugins import PLUGIN_NAME, PLUGIN_VERSION
+    from ..passes.plugins import PLUGIN_NAME, PLUGIN_VERSION
 
     if not count:
         return []
@@ -349,8 +181,8 @@ def plugin_records(count: int, impl: str | None, ptx: dict[str, Any] | None = No
 def graph_for_impl(onnx: str | os.PathLike[str], proto: Any, impl: str, tmp: str) -> Path:
     """The graph TensorRT parses: `onnx` itself when its plugin nodes already say `aot` as `impl` wants,
     else a copy in `tmp` with the attribute set (AOT) or removed (JIT: TensorRT < 10.9 does not know it)."""
-    from .graphs import save_model
-    from .plugins import set_plugin_aot
+    from ..onnx_io import save_model
+    from ..passes.plugins import set_plugin_aot
 
     if not set_plugin_aot(proto, impl == "aot"):
         return Path(onnx)
@@ -363,9 +195,10 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
     import tempfile
 
     from .. import __version__
+    from ..onnx_io import get_metadata, load_model, sha256_file
+    from ..passes.checks import check_graph
+    from ..passes.fp16 import graph_precision
     from .device import MIN_TRT_AOT, MIN_TRT_PLUGINS, aot_ptx_version, gpu_info, require_tensorrt, trt_version
-    from .fp16 import graph_precision
-    from .graphs import check_graph, get_metadata, load_model, sha256_file
 
     settings = settings or BuildSettings()
     say = log or (lambda msg: None)

@@ -362,7 +362,8 @@ class OnnxEngineRunner:
     def _ensure(self, batch: int) -> TensorRTRunner:
         import dataclasses
 
-        from .build import build_engine, prepare_graph
+        from ..passes.prepare import prepare_graph
+        from .build import build_engine
 
         if self.runner is None or batch > self.max_batch:
             if self.runner is not None:

@@ -43,7 +43,7 @@ def _export(ctx: VerifyContext) -> Any:
     """The project's ONNX export of the plain network (fp32, dynamic batch), as a ModelProto; made
     once per verify() run and kept in the run's context (the stages of one run share it)."""
     from ..export import export_onnx
-    from .graphs import load_model
+    from ..onnx_io import load_model
 
     if "_onnx_export" not in ctx.options:
         with tempfile.TemporaryDirectory(prefix="spvit-verify-") as tmp:
@@ -71,8 +71,8 @@ def _expected_plugins(ctx: VerifyContext) -> int:
 @register_stage("onnx-plugin")
 def onnx_plugin_stage(ctx: VerifyContext) -> Check:
     """Plugin graph vs plain graph, both through onnx.reference (fp32)."""
-    from .build import transform_graph
-    from .graphs import check_graph, run_reference
+    from ..passes.checks import check_graph, run_reference
+    from ..passes.prepare import transform_graph
 
     plain = _export(ctx)
     graph, _ = transform_graph(plain, plugins=True)
@@ -91,9 +91,9 @@ def onnx_plugin_stage(ctx: VerifyContext) -> Check:
 @register_stage("onnx-fp16")
 def onnx_fp16_stage(ctx: VerifyContext) -> Check:
     """fp16 and fp16+plugin graphs vs the fp32 graph on real images, through onnx.reference."""
-    from ..bench.compare import compare
-    from .build import transform_graph
-    from .graphs import check_graph, run_reference
+    from ..comparison import compare
+    from ..passes.checks import check_graph, run_reference
+    from ..passes.prepare import transform_graph
 
     plain = _export(ctx)
     images = _images(ctx)
@@ -124,10 +124,11 @@ def tensorrt_stage(ctx: VerifyContext) -> Check:
     reason = probe()
     if reason is not None:
         return Check("tensorrt", math.nan, False, {"skipped": True, "reason": reason})
-    from ..bench.compare import compare
+    from ..comparison import compare
     from ..export import ort_session
-    from .build import BuildSettings, build_engine, prepare_graph
-    from .graphs import save_model
+    from ..passes.prepare import prepare_graph
+    from .build import BuildSettings, build_engine
+    from ..onnx_io import save_model
     from .runner import TensorRTRunner
 
     images = np.concatenate([_images(ctx), ctx.inputs.numpy().astype(np.float32)])

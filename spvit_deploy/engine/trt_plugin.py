@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, List, Tuple, Union
 
-from .plugins import PLUGIN_ATTRS, PLUGIN_NAME
+from ..passes.plugins import PLUGIN_ATTRS, PLUGIN_NAME
 
 NUM_INPUTS = 5
 # AOT settings the builder fills in before parsing (the target GPU, an optional PTX ISA cap)

@@ -11,7 +11,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "export_onnx": "onnx",
     "ExportReport": "onnx",
-    "read_metadata": "onnx",
+    "read_metadata": ".onnx_io",
     "ort_session": "ort",
     "pad_ffn_widths": "pad",
     "load_export_model": "source",

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import SpvitError, require
+from ..onnx_io import MAX_PROTO_BYTES, check_model, update_metadata
 from ..spec import ArchSpec
 from .ort import ort_session
 
@@ -30,9 +31,7 @@ DEFAULT_OPSET = 18
 MIN_OPSET = 18  # LayerNormalization (17) and the dynamo exporter (18)
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3)
-META_PREFIX = "spvit."
 META_VERSION = 1
-MAX_PROTO_BYTES = 2**31 - 2**24  # protobuf's 2 GiB limit, with room for the graph itself
 
 
 @dataclass(frozen=True)
@@ -87,32 +86,6 @@ def export_metadata(model: nn.Module, spec: ArchSpec, variant: str, opset: int,
         "pad_widths": pad_widths,
         "spec": spec.to_dict(),
     }
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The `spvit.*` metadata of an exported graph, JSON-decoded (without the prefix)."""
-    onnx = require("onnx", "onnx")
-    p = Path(path)
-    if not p.is_file():
-        raise SpvitError(f"ONNX file '{p}' does not exist")
-    try:
-        m = onnx.load(str(p), load_external_data=False)
-    except Exception as e:
-        raise SpvitError(f"cannot read '{p}' as ONNX ({type(e).__name__}); the file is damaged or not ONNX") from None
-    out: dict[str, Any] = {}
-    for prop in m.metadata_props:
-        if prop.key.startswith(META_PREFIX):
-            out[prop.key[len(META_PREFIX):]] = json.loads(prop.value)
-    return out
-
-
-def _set_metadata(proto: Any, meta: dict[str, Any]) -> None:
-    keep = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + k, json.dumps(v)
 
 
 # ------------------------------------------------------------------------------ export
@@ -256,12 +229,9 @@ def export_onnx(
     example = torch.randn(2, in_chans, spec.img_size, spec.img_size, generator=torch.Generator().manual_seed(seed))
     proto = _torch_export(m, example, opset)
     proto = simplify(proto)
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as e:
-        raise SpvitError(f"the exported graph fails onnx.checker: {str(e).strip().splitlines()[0]}") from None
+    check_model(proto, "the exported graph")
     meta = export_metadata(model, spec, variant, opset, pad_widths)
-    _set_metadata(proto, meta)
+    update_metadata(proto, **meta)
     proto.producer_name = "spvit-deploy"
     with atomic_path(target) as tmp:
         onnx.save(proto, str(tmp))

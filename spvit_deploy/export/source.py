@@ -54,16 +54,11 @@ def randomize_constants(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def _resolve_spec(model: str | None, arch: str | ArchSpec | None, img_size: int | None,
                   num_classes: int | None) -> ArchSpec:
-    from ..models import same_model
-    from ..spec import load_spec
+    from ..spec import resolve_spec
 
     if arch is None:
         raise SpvitError("give --arch SPEC (paper:<name>, a JSON file or a run folder) with --model, or use --run")
-    spec = load_spec(arch) if isinstance(arch, (str, os.PathLike)) else arch
-    spec = spec.with_overrides(img_size=img_size, num_classes=num_classes)
-    if model is not None and not same_model(model, spec.model):
-        raise SpvitError(f"spec is for model '{spec.model}', not '{model}'; pass the matching --model")
-    return spec
+    return resolve_spec(arch, model, img_size=img_size, num_classes=num_classes)
 
 
 def load_export_model(

@@ -258,7 +258,7 @@ def config_for(model: str, data: DataConfig | str, img_size: int = 0, num_classe
     `num_classes` 0 counts the class folders of `data`."""
     from ..macs import cost
     from ..models import dims_for
-    from .data import check_image_folder
+    from .folders import check_image_folder
 
     data = DataConfig(root=data) if isinstance(data, str) else data
     classes = num_classes or len(check_image_folder(data.root))

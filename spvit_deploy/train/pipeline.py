@@ -23,9 +23,10 @@ from .. import macs as M
 from .._io import write_json
 from ..errors import SpvitError
 from ..models import ViTDims, create_dense, dims_for, resolve_model_name
-from ..spec import ArchSpec, load_spec
+from ..spec import ArchSpec, load_spec, resolve_spec
 from .config import TrainConfig
-from .data import Data, build_data, check_image_folder
+from .data import Data, build_data
+from .folders import check_image_folder
 from .loop import LoopOptions, MetricsLog, Runtime, close_runtime, evaluate_top, resolve_amp, run_stage, setup_runtime
 
 SEARCH_WEIGHTS = "search.safetensors"
@@ -290,11 +291,9 @@ def finetune(cfg: TrainConfig, out: str | Path, *, arch: str | Path | None = Non
     if not arch and not Path(spec_ref).exists():
         raise SpvitError(f"no architecture: '{out}' has no arch.json; give --arch SPEC or run 'spvit-deploy search' "
                          "into this folder first")
-    spec = load_spec(spec_ref)
+    spec = resolve_spec(spec_ref, cfg.model)
     job = open_job(cfg, out, ("finetune",), resume, device, threads, progress)
     try:
-        if not (spec.model.split(".")[0] == job.model_name.split(".")[0]):
-            raise SpvitError(f"spec is for model '{spec.model}', not '{cfg.model}'; pass the matching --model")
         spec = spec.with_overrides(img_size=int(job.dense.patch_embed.img_size[0]), num_classes=job.dims.num_classes)
         if supernet is None and (out / SEARCH_WEIGHTS).exists():
             supernet = out

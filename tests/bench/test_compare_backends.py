@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spvit_deploy.bench.backends import BACKENDS, Backend, backend_status, parse_backends, register_backend
-from spvit_deploy.bench.compare import compare, compare_outputs
+from spvit_deploy.comparison import compare, compare_outputs
 from spvit_deploy.errors import SpvitError
 
 from bench_testing import NANO, nano_spec

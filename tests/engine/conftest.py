@@ -19,7 +19,7 @@ from spvit_testing import TINY, TINY_IMG, random_spec
 def tiny_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import onnx
 
-    from spvit_deploy.engine.build import transform_graph
+    from spvit_deploy.passes.prepare import transform_graph
     from spvit_deploy.export import export_onnx, load_export_model
 
     spec = random_spec(TINY, 12, 768, ["conv3x3", "conv1x1", "skip", "msa"], TINY_IMG, num_classes=10,

@@ -9,9 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from spvit_deploy.bench.compare import compare
-from spvit_deploy.engine.fp16 import convert_to_fp16, graph_precision
-from spvit_deploy.engine.graphs import check_graph, get_metadata, run_reference
+from spvit_deploy.comparison import compare
+from spvit_deploy.passes.checks import check_graph, run_reference
+from spvit_deploy.passes.fp16 import convert_to_fp16, graph_precision
+from spvit_deploy.onnx_io import get_metadata
 from spvit_deploy.engine.samples import demo_samples
 from spvit_deploy.errors import SpvitError
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from spvit_deploy.engine.graphs import check_graph, get_metadata, run_reference
-from spvit_deploy.engine.plugins import (PLUGIN_DOMAIN, PLUGIN_OP, conv_attn_numpy,
+from spvit_deploy.passes.checks import check_graph, run_reference
+from spvit_deploy.onnx_io import get_metadata
+from spvit_deploy.passes.plugins import (PLUGIN_DOMAIN, PLUGIN_OP, conv_attn_numpy,
                                          insert_conv_attn_plugins, pack_conv_weight)
 from spvit_deploy.engine.samples import demo_images
 from spvit_deploy.errors import SpvitError
@@ -118,7 +119,7 @@ def _conv_block_graph(layout: str = "nhwc", start: int = 1, pads: int = 1, extra
 def test_matcher_on_the_exporters_patterns(variant: dict, count: int) -> None:
     from onnx.reference import ReferenceEvaluator
 
-    from spvit_deploy.engine.plugins import reference_ops
+    from spvit_deploy.passes.plugins import reference_ops
 
     m = _conv_block_graph(**variant)
     before = [n.op_type for n in m.graph.node]
@@ -139,7 +140,7 @@ def test_matcher_on_the_exporters_patterns(variant: dict, count: int) -> None:
 def test_deit_b_published_arch_graph_structure(tmp_path) -> None:
     """DeiT-B with the published SPViT architecture: one plugin node per conv block, fp16 checks;
     structure only (no reference execution: too big for CI)."""
-    from spvit_deploy.engine.build import transform_graph
+    from spvit_deploy.passes.prepare import transform_graph
     from spvit_deploy.export import export_onnx, load_export_model
     from spvit_deploy.spec import CONV_KERNEL, load_spec
 

@@ -37,8 +37,8 @@ def test_export_cli_fp16_and_plugins(tmp_path, capsys) -> None:
     import numpy as np
     import onnx
 
-    from spvit_deploy.bench.compare import compare
-    from spvit_deploy.engine.graphs import check_graph, run_reference
+    from spvit_deploy.comparison import compare
+    from spvit_deploy.passes.checks import check_graph, run_reference
     from spvit_deploy.engine.stages import topk_overlap
 
     spec = random_spec(TINY, 12, 768, ["conv3x3", "msa", "conv1x1", "skip"], TINY_IMG, num_classes=10)

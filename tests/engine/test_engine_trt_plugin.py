@@ -15,7 +15,7 @@ import pytest
 
 import spvit_kernels
 from spvit_deploy.engine import trt_plugin
-from spvit_deploy.engine.plugins import PLUGIN_ATTRS, PLUGIN_NAME
+from spvit_deploy.passes.plugins import PLUGIN_ATTRS, PLUGIN_NAME
 
 from engine_fakes import FakeTRT, TensorDesc, install
 

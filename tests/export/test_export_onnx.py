@@ -6,7 +6,8 @@ import onnx
 import pytest
 import torch
 
-from spvit_deploy.export.onnx import INPUT_NAME, OUTPUT_NAME, read_metadata
+from spvit_deploy.export.onnx import INPUT_NAME, OUTPUT_NAME
+from spvit_deploy.onnx_io import read_metadata
 from spvit_deploy.export.ort import ort_session
 from spvit_deploy.spec import ArchSpec
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from spvit_deploy.errors import SpvitError
-from spvit_deploy.export.onnx import export_onnx, read_metadata
+from spvit_deploy.export.onnx import export_onnx
+from spvit_deploy.onnx_io import read_metadata
 from spvit_deploy.export.pad import pad_ffn_widths
 
 from export_testing import IMG

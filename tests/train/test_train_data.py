@@ -11,7 +11,8 @@ import torch
 from spvit_deploy.errors import SpvitError
 from spvit_deploy.models import create_dense
 from spvit_deploy.train.config import DataConfig
-from spvit_deploy.train.data import build_data, check_image_folder
+from spvit_deploy.train.data import build_data
+from spvit_deploy.train.folders import check_image_folder
 
 from train_testing import NANO
 

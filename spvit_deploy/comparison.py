@@ -1,4 +1,5 @@
-"""Compare two runners' outputs: max abs diff, cosine similarity, top-1 agreement.
+"""Compare two runners' outputs: max abs diff, cosine similarity, top-1 agreement (any two backends,
+any stage: the verify stages and the benchmark both judge with it).
 
 Exact stages (fp32 export) are judged by max abs diff; lossy ones (fp16, TensorRT) by cosine
 and top-1 agreement.
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpvitError
+from .errors import SpvitError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import SpvitError, require
-from .graphs import copy_model_info, update_metadata
+from ..onnx_io import check_model, copy_model_info, infer_shapes, update_metadata
 
 FP32_OPS = frozenset({
     "LayerNormalization", "GroupNormalization", "InstanceNormalization", "Softmax", "LogSoftmax",
@@ -214,11 +214,7 @@ def convert_to_fp16(model: Any, *, keep_io_fp32: bool = True, keep_classifier_fp
     f16, f32 = np.dtype(np.float16), np.dtype(np.float32)
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         raise SpvitError("the graph already holds fp16 weights; convert the fp32 export instead")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
-    graph = gs.import_onnx(inferred)
+    graph = gs.import_onnx(infer_shapes(model))
     _constant_nodes_to_initializers(gs, graph)
     graph.toposort()
     types = _tensor_dtypes(graph)
@@ -305,10 +301,7 @@ def convert_to_fp16(model: Any, *, keep_io_fp32: bool = True, keep_classifier_fp
         clipped_values=clipped, classifier=head, io_dtype=out_dt.name,
     )
     update_metadata(proto, precision="fp16", fp16={k: v for k, v in report.to_dict().items() if k != "classifier"})
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as e:
-        raise SpvitError(f"the fp16 graph fails onnx.checker: {str(e).strip().splitlines()[0]}") from None
+    check_model(proto, "the fp16 graph")
     return proto, report
 
 

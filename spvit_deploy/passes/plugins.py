@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpvitError, require
-from .graphs import copy_model_info, update_metadata
+from ..onnx_io import check_model, copy_model_info, infer_shapes, update_metadata
 
 PLUGIN_OP = "SpvitConvAttn"
 PLUGIN_DOMAIN = "spvit"
@@ -271,11 +271,7 @@ def insert_conv_attn_plugins(model: Any, kernel_sizes: tuple[int, ...] = (1, 3))
     gs = require("onnx_graphsurgeon", "onnx")
     if any(n.op_type == PLUGIN_OP for n in model.graph.node):
         raise SpvitError("the graph already has plugin nodes; give the export without --plugins")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
-    graph = gs.import_onnx(inferred)
+    graph = gs.import_onnx(infer_shapes(model))
     outputs = {t.name for t in graph.outputs}
     grid = _patch_grid(graph)
     blocks = []
@@ -308,10 +304,7 @@ def insert_conv_attn_plugins(model: Any, kernel_sizes: tuple[int, ...] = (1, 3))
     report = PluginReport(blocks)
     update_metadata(proto, plugins={"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "count": report.count,
                                     "kernel_sizes": list(kernel_sizes), "blocks": blocks})
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as e:
-        raise SpvitError(f"the plugin graph fails onnx.checker: {str(e).strip().splitlines()[0]}") from None
+    check_model(proto, "the plugin graph")
     return proto, report
 
 

@@ -1,91 +1,19 @@
-"""ONNX graph helpers shared by the engine passes: load/save, `spvit.*` metadata, a reference
-session (onnx.reference with the plugin's reference op) and the structural checks the verify
-stages and tests run on the graphs `build-engine` receives.
+"""What the engine passes' graphs are checked with: a reference session (onnx.reference with the
+plugin's reference op) and the structural checks the verify stages and tests run on the graphs
+`build-engine` receives. ONNX files and metadata: `spvit_deploy.onnx_io`.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import SpvitError, require
+from ..errors import require
+from ..onnx_io import get_metadata, infer_shapes
+from .plugins import PLUGIN_OP, reference_ops
 
-META_PREFIX = "spvit."  # the export stage's metadata prefix (values are JSON)
 FP32_ONLY = ("LayerNormalization", "Softmax")  # never computed in fp16 by our graphs
-MAX_PROTO_BYTES = 2**31 - 2**24
-
-
-def load_model(path: str | os.PathLike[str]) -> Any:
-    """An ONNX ModelProto from `path`, with a one-line error for a missing or damaged file."""
-    onnx = require("onnx", "onnx")
-    p = Path(path)
-    if not p.is_file():
-        raise SpvitError(f"ONNX file '{p}' does not exist; export one with 'spvit-deploy export'")
-    try:
-        return onnx.load(str(p))
-    except Exception as e:
-        raise SpvitError(f"cannot read '{p}' as ONNX ({type(e).__name__}); the file is damaged or not ONNX") from None
-
-
-def save_model(proto: Any, path: str | os.PathLike[str]) -> Path:
-    """Write `proto` atomically (single file; graphs over protobuf's 2 GiB are refused)."""
-    onnx = require("onnx", "onnx")
-    from .._io import atomic_path
-
-    if proto.ByteSize() > MAX_PROTO_BYTES:
-        raise SpvitError("the graph exceeds ONNX's 2 GiB single-file limit")
-    target = Path(path)
-    if target.is_dir():
-        raise SpvitError(f"'{target}' is a folder; give a file name such as model.onnx")
-    with atomic_path(target) as tmp:
-        onnx.save(proto, str(tmp))
-    return target
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def get_metadata(proto: Any) -> dict[str, Any]:
-    """The `spvit.*` metadata of a ModelProto, JSON-decoded, without the prefix."""
-    out: dict[str, Any] = {}
-    for p in proto.metadata_props:
-        if p.key.startswith(META_PREFIX):
-            try:
-                out[p.key[len(META_PREFIX):]] = json.loads(p.value)
-            except json.JSONDecodeError:
-                out[p.key[len(META_PREFIX):]] = p.value
-    return out
-
-
-def update_metadata(proto: Any, **values: Any) -> None:
-    """Set `spvit.<key>` metadata entries (JSON values), keeping every other entry."""
-    keys = {META_PREFIX + k for k in values}
-    keep = [p for p in proto.metadata_props if p.key not in keys]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for k, v in values.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + k, json.dumps(v)
-
-
-def copy_model_info(src: Any, dst: Any) -> Any:
-    """Carry metadata, producer and doc string from `src` to a rebuilt `dst`."""
-    dst.producer_name = src.producer_name or "spvit-deploy"
-    dst.producer_version = src.producer_version
-    dst.doc_string = src.doc_string
-    del dst.metadata_props[:]
-    dst.metadata_props.extend(src.metadata_props)
-    return dst
 
 
 # ------------------------------------------------------------------------------ execution
@@ -95,8 +23,6 @@ def reference_session(proto: Any) -> Any:
     """`onnx.reference.ReferenceEvaluator` that also runs the plugin node (numpy reference op)."""
     require("onnx", "onnx")
     from onnx.reference import ReferenceEvaluator
-
-    from .plugins import reference_ops
 
     return ReferenceEvaluator(proto, new_ops=reference_ops())
 
@@ -133,13 +59,8 @@ class GraphChecks:
 
 
 def _elem_types(proto: Any) -> dict[str, int]:
-    onnx = require("onnx", "onnx")
     types: dict[str, int] = {}
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception:
-        inferred = proto
-    g = inferred.graph
+    g = infer_shapes(proto).graph
     for vi in (*g.input, *g.output, *g.value_info):
         if vi.type.HasField("tensor_type"):
             types[vi.name] = vi.type.tensor_type.elem_type
@@ -172,8 +93,6 @@ def conv_blocks_in_spec(proto: Any) -> int | None:
 def check_graph(proto: Any) -> GraphChecks:
     """Structural checks on a graph for the builder (see `GraphChecks`)."""
     onnx = require("onnx", "onnx")
-    from .plugins import PLUGIN_OP
-
     types = _elem_types(proto)
     fp16 = onnx.TensorProto.FLOAT16
     sensitive = [f"{n.op_type}:{n.name}" for n in proto.graph.node
