@@ -34,8 +34,10 @@ class Run:
     meta: dict[str, Any]
 
 
-def run_meta(model: nn.Module, spec: ArchSpec, **extra: Any) -> dict[str, Any]:
-    """Deploy metadata: input size, mean/std, class count, MACs and params."""
+def run_meta(model: nn.Module, spec: ArchSpec, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Deploy metadata (a `RunMeta`, as written): input size, mean/std, class count, MACs and params."""
+    from .artefacts import RunMeta, load
+
     from .macs import cost
     from .models import data_config, dims_for
 
@@ -43,20 +45,15 @@ def run_meta(model: nn.Module, spec: ArchSpec, **extra: Any) -> dict[str, Any]:
     dims = dims_for(spec.model, num_classes=spec.num_classes, img_size=spec.img_size)
     cfg["input_size"] = [dims.in_chans, spec.img_size, spec.img_size]
     c = cost(dims, spec)
-    return {
-        "meta_version": META_VERSION,
-        "spvit_deploy": __version__,
-        "model": spec.model,
-        "num_classes": spec.num_classes,
-        "data_config": cfg,
-        "gmacs": round(c.gmacs, 4),
-        "params": c.params,
-        **extra,
-    }
+    meta = RunMeta(meta_version=META_VERSION, spvit_deploy=__version__, model=spec.model, num_classes=spec.num_classes,
+                   data_config=cfg, gmacs=round(c.gmacs, 4), params=c.params, source=source)
+    return load(RunMeta, meta.to_dict(), "run meta").to_dict()  # what is written passes the reader's checks
 
 
-def save_run(model: nn.Module, spec: ArchSpec, out: str | os.PathLike[str], **meta_extra: Any) -> Path:
-    """Write a plain model and its spec as a run folder (each file written atomically)."""
+def save_run(model: nn.Module, spec: ArchSpec, out: str | os.PathLike[str],
+             source: dict[str, Any] | None = None) -> Path:
+    """Write a plain model and its spec as a run folder (each file written atomically); `source` records
+    where the weights came from."""
     from safetensors.torch import save_file
 
     out_dir = Path(out)
@@ -67,7 +64,7 @@ def save_run(model: nn.Module, spec: ArchSpec, out: str | os.PathLike[str], **me
     with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "spvit_deploy": __version__})
     spec.save(out_dir / ARCH_FILE)
-    write_json(out_dir / META_FILE, run_meta(model, spec, **meta_extra))
+    write_json(out_dir / META_FILE, run_meta(model, spec, source))
     return out_dir
 
 
@@ -92,8 +89,11 @@ def load_run(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     load_plain_state(model, state, str(p / WEIGHTS_FILE))
     meta: dict[str, Any] = {}
     if (p / META_FILE).is_file():
+        from .artefacts import RunMeta, load
+
         try:
             meta = json.loads((p / META_FILE).read_text())
         except json.JSONDecodeError:
             raise SpvitError(f"{p / META_FILE} is not valid JSON; the run folder is damaged") from None
+        meta = load(RunMeta, meta, str(p / META_FILE)).to_dict()
     return Run(path=p, model=model.eval(), spec=spec, meta=meta)

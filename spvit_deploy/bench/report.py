@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .._io import atomic_path, write_json, write_text
+from ..artefacts import BenchResults, load
 from .settings import RESULTS_VERSION, VARIANTS, BenchSettings, settings_dict
 from .environment import environment
 
@@ -32,10 +33,27 @@ def write_report(sections: Sequence[dict[str, Any]], settings: BenchSettings, ou
         "skipped": [dict(s, model=sec["model"]) for sec in sections for s in sec["skipped"]],
         "ablations": list(ablations),
     }
+    load(BenchResults, results, str(out_dir / RESULTS_FILE))  # what is written passes the reader's checks
     write_json(out_dir / RESULTS_FILE, results)
     plotted = write_plot(results, out_dir / PLOT_FILE)
     write_text(out_dir / REPORT_FILE, render_markdown(results, notes, PLOT_FILE if plotted else None))
     return results
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """A benchmark's `results.json` (or its folder), validated."""
+    import json
+
+    from ..errors import SpvitError
+
+    p = Path(path)
+    p = p / RESULTS_FILE if p.is_dir() else p
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SpvitError(f"cannot read benchmark results '{p}' ({type(e).__name__}); re-run the benchmark") from None
+    load(BenchResults, data, str(p))
+    return data
 
 
 def _f(v: float, digits: int = 1) -> str:

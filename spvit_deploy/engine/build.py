@@ -195,6 +195,7 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
     import tempfile
 
     from .. import __version__
+    from ..artefacts import DeployMetadata, EngineSidecar, load
     from ..onnx_io import get_metadata, load_model, sha256_file
     from ..passes.checks import check_graph
     from ..passes.fp16 import graph_precision
@@ -215,6 +216,8 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
     if not checks.batch_dynamic:
         raise SpvitError(f"'{onnx}' has a fixed batch axis; re-export it (the profile needs a dynamic batch)")
     graph_meta = get_metadata(proto)
+    if graph_meta:  # a graph from 'spvit-deploy export': its deploy metadata must be valid
+        load(DeployMetadata, graph_meta, str(onnx))
     impl: str | None = None
     ptx: dict[str, Any] = {}
     if checks.plugin_nodes:
@@ -301,6 +304,7 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
         "model": graph_meta.get("model"),
         "variant": graph_meta.get("variant"),
     }
+    load(EngineSidecar, meta, str(sidecar_path(out)))  # what is written passes the reader's checks
     write_engine(out, bytes(memoryview(plan)), meta)  # the plan first: a cache problem never loses it
     cache.save(config)
     if cache.to_dict() != meta["timing_cache"]:  # what saving did (bytes written, a note) goes in the sidecar
@@ -313,14 +317,18 @@ def build_engine(onnx: str | os.PathLike[str], out: str | os.PathLike[str], sett
 
 
 def read_sidecar(plan: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sidecar of an engine (an empty dict when there is none)."""
+    """The sidecar of an engine, validated (an empty dict when there is none)."""
+    from ..artefacts import EngineSidecar, load
+
     p = sidecar_path(plan)
     if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text())
+        data = json.loads(p.read_text())
     except json.JSONDecodeError:
         raise SpvitError(f"{p} is not valid JSON; rebuild the engine") from None
+    load(EngineSidecar, data, str(p))
+    return data
 
 
 def settings_dict(settings: BuildSettings) -> dict[str, Any]:

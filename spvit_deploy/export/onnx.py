@@ -70,7 +70,9 @@ def export_metadata(model: nn.Module, spec: ArchSpec, variant: str, opset: int,
 
     cfg = data_config(model)
     dims = vit_dims(model)
-    return {
+    from ..artefacts import DeployMetadata, load
+
+    meta = {
         "metadata_version": META_VERSION,
         "spvit_deploy": __version__,
         "variant": variant,
@@ -86,6 +88,7 @@ def export_metadata(model: nn.Module, spec: ArchSpec, variant: str, opset: int,
         "pad_widths": pad_widths,
         "spec": spec.to_dict(),
     }
+    return load(DeployMetadata, meta, "the deploy metadata").to_dict()
 
 
 # ------------------------------------------------------------------------------ export
