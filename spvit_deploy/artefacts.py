@@ -26,13 +26,14 @@ class Artefact:
     VERSION_KEY: ClassVar[str] = "version"
     VERSION: ClassVar[int] = 1
     REGENERATE: ClassVar[str] = "regenerate it"  # how to make a current one ("re-run 'spvit-deploy materialize'")
+    OMIT_NONE: ClassVar[tuple[str, ...]] = ()  # optional keys written only when set
 
     def check(self) -> list[str]:
         """Impossible values, as short phrases (empty: fine)."""
         return []
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not (v is None and k in self.OMIT_NONE)}
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -101,6 +102,7 @@ class RunMeta(Artefact):
     VERSION_KEY: ClassVar[str] = "meta_version"
     REGENERATE: ClassVar[str] = ("re-write the run folder ('spvit-deploy materialize', 'compress' or "
                                  "'import-official')")
+    OMIT_NONE: ClassVar[tuple[str, ...]] = ("source",)  # written when a stage records where the weights came from
 
     meta_version: int
     spvit_deploy: str
@@ -115,12 +117,6 @@ class RunMeta(Artefact):
         bad = [f"{n} {v} < 0" for n, v in (("gmacs", self.gmacs), ("params", self.params)) if v < 0]
         return bad + ([f"num_classes {self.num_classes} < 1"] if self.num_classes < 1 else [])
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d["source"] is None:  # written only when a stage records where the weights came from
-            del d["source"]
-        return d
-
 
 @dataclass(frozen=True)
 class DeployMetadata(Artefact):
@@ -129,6 +125,7 @@ class DeployMetadata(Artefact):
     KIND: ClassVar[str] = "ONNX deploy metadata"
     VERSION_KEY: ClassVar[str] = "metadata_version"
     REGENERATE: ClassVar[str] = "re-export the graph with 'spvit-deploy export'"
+    OMIT_NONE: ClassVar[tuple[str, ...]] = ("precision", "fp16", "plugins", "engine_passes")  # the passes' records
 
     metadata_version: int
     spvit_deploy: str
@@ -157,10 +154,6 @@ class DeployMetadata(Artefact):
         if len(self.input_size) != 3 or any(v < 1 for v in self.input_size):
             bad.append(f"input_size {self.input_size} is not [C, H, W]")
         return bad
-
-    def to_dict(self) -> dict[str, Any]:
-        passes = ("precision", "fp16", "plugins", "engine_passes")
-        return {k: v for k, v in asdict(self).items() if not (k in passes and v is None)}
 
 
 @dataclass(frozen=True)

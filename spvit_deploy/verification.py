@@ -119,8 +119,7 @@ def verify(
 ) -> VerifyReport:
     """Build dense -> supernet -> materialized and compare each with the previous, in fp32."""
     from .materialization import materialize
-    from .models import create_dense
-    from .spec import resolve_spec
+    from .model_source import ModelSource
     from .supernet import fix_gates, randomize_supernet_state, set_all_gates, to_supernet
 
     for s in stages:
@@ -129,9 +128,9 @@ def verify(
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise SpvitError(f"unknown verify stage(s) {unknown}; available: {sorted(set(STAGES) | set(STAGE_MODULES))}")
-    spec = resolve_spec(arch, model, img_size=img_size, num_classes=num_classes)
-    torch.manual_seed(seed)
-    dense = create_dense(model, checkpoint=checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
+    source = ModelSource(model=model, arch=arch, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
+    spec = source.spec()
+    dense = source.dense(spec, seed)
     if checkpoint is None:  # random weights: nothing may be scaled away or zero
         randomize_degenerate(dense, torch.Generator().manual_seed(seed + 1))
     g = torch.Generator().manual_seed(seed)

@@ -67,7 +67,8 @@ def test_no_traceback_in_a_real_process(tmp_path) -> None:
 
 def test_every_command_takes_the_model_options_from_one_group() -> None:
     from spvit_deploy.cli import build_parser
-    from spvit_deploy.cli.common import ModelSource, model_source
+    from spvit_deploy.cli.common import model_source
+    from spvit_deploy.model_source import ModelSource
 
     parser = build_parser()
     argv = {

@@ -19,7 +19,7 @@ LAYER_OF = {
     "spvit_deploy.spec": "core", "spvit_deploy.models": "core", "spvit_deploy.macs": "core",
     "spvit_deploy.supernet": "core", "spvit_deploy.plain": "core", "spvit_deploy.materialization": "core",
     "spvit_deploy.run": "core", "spvit_deploy.verification": "core", "spvit_deploy.official": "core",
-    "spvit_deploy.fused": "core",
+    "spvit_deploy.fused": "core", "spvit_deploy.model_source": "core",
     "spvit_deploy.train": "train",
     "spvit_deploy.export": "export",
     "spvit_deploy.passes": "passes",
@@ -28,7 +28,7 @@ LAYER_OF = {
     "spvit_deploy.serve": "serve",
     "spvit_deploy.cli": "cli", "spvit_deploy.__main__": "cli",
     # each subcommand sits at the stage it runs
-    "spvit_deploy.cli.common": "base",
+    "spvit_deploy.cli.common": "core",
     "spvit_deploy.cli.arch_stats": "core", "spvit_deploy.cli.verify": "core",
     "spvit_deploy.cli.materialize": "core", "spvit_deploy.cli.import_official": "core",
     "spvit_deploy.cli.train_options": "train", "spvit_deploy.cli.compress": "train",

@@ -1,11 +1,11 @@
-"""Option groups shared by several subcommands (the model options, parsed into a `ModelSource`), and
-output helpers."""
+"""Option groups shared by several subcommands (the model options, parsed into a
+`spvit_deploy.model_source.ModelSource`), and output helpers."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 
@@ -47,23 +47,10 @@ def add_model_options(
                    help="classifier width (default: the spec's, the checkpoint's, the class folders' or 1000)")
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """What `add_model_options` parsed: a run folder, or a model name + spec, dense weights and sizes."""
+def model_source(args: argparse.Namespace) -> Any:
+    """The `spvit_deploy.model_source.ModelSource` the model options describe."""
+    from ..model_source import ModelSource
 
-    run: str | None = None
-    model: str | None = None
-    arch: str | None = None
-    checkpoint: str | None = None
-    img_size: int | None = None
-    num_classes: int | None = None
-
-    def kwargs(self, *names: str) -> dict[str, Any]:
-        """The named fields as keyword arguments (all of them by default)."""
-        return {n: getattr(self, n) for n in (names or tuple(f.name for f in fields(self)))}
-
-
-def model_source(args: argparse.Namespace) -> ModelSource:
     return ModelSource(**{f.name: getattr(args, f.name, None) for f in fields(ModelSource)})
 
 

@@ -21,14 +21,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 def run(args: argparse.Namespace) -> int:
     from ..materialization import materialize
-    from ..models import create_dense
     from ..run import META_FILE, save_run
-    from ..spec import resolve_spec
     from ..supernet import load_supernet_checkpoint, to_supernet
 
     src = model_source(args)
-    spec = resolve_spec(src.arch, src.model, **src.kwargs("img_size", "num_classes"))
-    dense = create_dense(src.model, checkpoint=src.checkpoint, num_classes=spec.num_classes, img_size=spec.img_size)
+    spec = src.spec()
+    dense = src.dense(spec, seed=None)
     supernet = to_supernet(dense)
     if args.supernet:
         load_supernet_checkpoint(supernet, args.supernet)

@@ -15,7 +15,7 @@ _EXPORTS = {
     "ort_session": "ort",
     "pad_ffn_widths": "pad",
     "load_export_model": "source",
-    "ExportModel": "source",
+    "SourcedModel": ".model_source",
 }
 
 __all__ = list(_EXPORTS)

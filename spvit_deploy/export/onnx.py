@@ -208,7 +208,7 @@ def export_onnx(
     """
     onnx = require("onnx", "onnx")
     from .._io import atomic_path
-    from .source import dense_spec
+    from ..model_source import dense_spec
 
     if not isinstance(opset, int) or opset < MIN_OPSET or opset > onnx.defs.onnx_opset_version():
         raise SpvitError(f"--opset must be between {MIN_OPSET} and {onnx.defs.onnx_opset_version()}, got {opset}")

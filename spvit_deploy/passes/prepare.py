@@ -41,7 +41,7 @@ def transform_file(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
 
 def export_for_engine(em: Any, out: str | os.PathLike[str], *, fp16: bool = False, plugins: bool = False,
                       **export_kw: Any) -> Any:
-    """`export_onnx` of an `ExportModel` (checked against PyTorch in fp32), then the fp16 / plugin passes,
+    """`export_onnx` of a `SourcedModel` (checked against PyTorch in fp32), then the fp16 / plugin passes,
     written atomically to `out`; returns the export report for `out`, with `engine_passes` in its metadata."""
     import dataclasses
     import tempfile

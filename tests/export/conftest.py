@@ -21,7 +21,7 @@ def plain(spec):
     """The materialized network, with random weights, BatchNorm statistics and head mixing."""
     import copy
 
-    from spvit_deploy.export.source import randomize_constants
+    from spvit_deploy.model_source import randomize_constants
     from spvit_deploy.materialization import materialize
     from spvit_deploy.models import create_dense
     from spvit_deploy.supernet import fix_gates, randomize_supernet_state, to_supernet
