@@ -26,7 +26,7 @@ from spvit_deploy import macs as M
 from spvit_deploy._io import write_json, write_text
 from spvit_deploy.models import create_dense, dims_for
 from spvit_deploy.spec import ArchSpec, BlockSpec
-from spvit_deploy.train.demo import MODEL, DemoPlan, demo_config, prepare_digits, train_teacher
+from spvit_deploy.train.demo import MODEL, DemoPlan, demo_config, prepare_digits, shipped_teacher, train_teacher
 from spvit_deploy.train.pipeline import compress, finetune
 from spvit_deploy.train.report import environment
 
@@ -56,7 +56,8 @@ def main() -> None:
     args = ap.parse_args()
     work, plan = Path(args.work), DemoPlan()
     split = prepare_digits(work / "data", 0, plan.val_fraction)
-    teacher = train_teacher(work / "data", work / "teacher", plan, 0, progress=False)
+    teacher = shipped_teacher(plan, 0, split, work / "teacher") or train_teacher(work / "data", work / "teacher", plan, 0,
+                                                                                progress=False)
     weights = work / "teacher" / "model.safetensors"
     rows = []
     for ratio in (float(r) for r in args.ratios.split(",")):

@@ -1,11 +1,25 @@
 """Search cost: one SPViT search training step against one dense training step, same model,
-batch, threads and dtype, for DeiT-Tiny- and DeiT-Small-sized models (random weights, CPU).
+batch, threads and dtype (random weights, CPU), in the supernet's forms:
 
-A search step runs every branch of every block (MSA, 3x3 and 1x1 convs, so that gradients
-reach all gates), the complexity loss and two AdamW optimizers; `search+kd` adds the dense
-teacher's forward pass (distillation). Writes benchmarks/results/search_cost.{json,md}.
+- `before`: the earlier search step: each conv branch is its own convolution of the C-wide input
+  with the head-mixed kernel (9*C*d MACs per token for the 3x3, C*d for the 1x1, on top of the
+  MSA), each branch output multiplied by its gate, FFN activations multiplied by their gates;
+- `conv form, folded gates`: the same conv branches, FFN gates folded into fc2's columns (the
+  part of the gain that does not come from sharing values);
+- `single-path` (now): the conv branches reuse the MSA's per-head values (nine head-mixed value
+  maps, shifted and summed; the centre map for the 1x1), one projection matmul weighted by the
+  gates, FFN gates folded into fc2's columns.
 
-    flock /tmp/spvit-heavy.lock .venv/bin/python benchmarks/search_cost.py [--steps 8] [--batch 16]
+A search step runs every branch of every block (so that gradients reach all gates), the
+complexity loss and two AdamW optimizers; `+kd` adds the dense teacher's forward pass (hard
+distillation), under `torch.no_grad` (what the search did) and `torch.inference_mode` (what it
+does now). Variants are timed in interleaved rounds, so drift on a shared machine hits all of
+them alike. Memory: the bytes autograd saves for backward in one step (activations, counted
+once per storage), the part of a step's peak that the form changes.
+
+Writes benchmarks/results/search_cost.{json,md}.
+
+    flock /tmp/spvit-heavy.lock .venv/bin/python benchmarks/search_cost.py [--rounds 4] [--steps 2]
 """
 from __future__ import annotations
 
@@ -16,32 +30,38 @@ import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from spvit_deploy._io import write_json, write_text
 from spvit_deploy.models import create_dense
-from spvit_deploy.supernet import to_supernet
-from spvit_deploy.train.distill import distill_loss
+from spvit_deploy.supernet import SinglePathAttention, to_supernet
+from spvit_deploy.supernet.layers import GatedMlp
+from spvit_deploy.train.distill import distill_loss, teacher_logits
 from spvit_deploy.train.report import environment
 from spvit_deploy.train.search import complexity_loss, is_gate_param
 
 OUT = Path(__file__).parent / "results"
+FORMS = {"before": (False, False), "conv form, folded gates": (False, True), "single-path": (True, True)}
 
 
-def time_steps(step, steps: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
+def saved_bytes(step: Callable[[], None]) -> int:
+    """Bytes of the tensors autograd keeps for backward during one step (each storage once)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = max(seen.get(st.data_ptr(), 0), st.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return times
+    return sum(seen.values())
 
 
-def measure(model_name: str, batch: int, steps: int, amp: bool) -> dict:
+def measure(model_name: str, batch: int, rounds: int, steps: int, amp: bool) -> dict:
     torch.manual_seed(0)
     dense = create_dense(model_name, num_classes=1000).train()
     teacher = copy.deepcopy(dense).eval().requires_grad_(False)
@@ -62,14 +82,17 @@ def measure(model_name: str, batch: int, steps: int, amp: bool) -> dict:
         loss.backward()
         opt_d.step()
 
-    def search_step(kd: bool) -> None:
+    def search_step(form: tuple[bool, bool], kd: str) -> None:
+        SinglePathAttention.shared_values, GatedMlp.fold_gates = form
         with ctx():
             out = supernet(x).float()
             loss = F.cross_entropy(out, y)
-            if kd:
+            if kd == "no_grad":
                 with torch.no_grad():
                     t = teacher(x)
                 loss = 0.5 * loss + 0.5 * distill_loss(out, t, "hard")
+            elif kd == "inference_mode":
+                loss = 0.5 * loss + 0.5 * distill_loss(out, teacher_logits(teacher, x), "hard")
             loss = loss + complexity_loss(supernet, target, 1.0)[0]
         opt_w.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
@@ -77,45 +100,90 @@ def measure(model_name: str, batch: int, steps: int, amp: bool) -> dict:
         opt_w.step()
         opt_g.step()
 
+    variants: dict[str, Callable[[], None]] = {"dense": dense_step}
+    for name, form in FORMS.items():
+        variants[name] = lambda f=form: search_step(f, "")
+    variants["before+kd"] = lambda: search_step(FORMS["before"], "no_grad")
+    variants["single-path+kd"] = lambda: search_step(FORMS["single-path"], "no_grad")
+    variants["single-path+kd(inference_mode)"] = lambda: search_step(FORMS["single-path"], "inference_mode")
+    memory = {name: saved_bytes(fn) for name, fn in variants.items() if "+kd" not in name}
+    for fn in variants.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            for _ in range(steps):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    SinglePathAttention.shared_values, GatedMlp.fold_gates = FORMS["single-path"]
     res = {}
-    for name, fn in (("dense", dense_step), ("search", lambda: search_step(False)), ("search+kd", lambda: search_step(True))):
-        ts = time_steps(fn, steps)
-        res[name] = {"median_s": round(statistics.median(ts), 4), "min_s": round(min(ts), 4), "steps": steps}
-    for name in ("search", "search+kd"):
-        res[name]["x_dense"] = round(res[name]["median_s"] / res["dense"]["median_s"], 3)
+    for name, ts in times.items():
+        res[name] = {"median_s": round(statistics.median(ts), 4), "min_s": round(min(ts), 4), "steps": len(ts)}
+        if name in memory:
+            res[name]["saved_for_backward_mb"] = round(memory[name] / 2**20, 1)
+    for name in variants:
+        if name != "dense":
+            res[name]["x_dense"] = round(res[name]["median_s"] / res["dense"]["median_s"], 3)
     return res
+
+
+def markdown(rows: list[dict], env: dict, args: argparse.Namespace, wall: float) -> str:
+    n = args.rounds * args.steps
+    lines = ["# Search cost: one search training step vs one dense training step", "",
+             f"CPU: {env['cpu']} ({', '.join(env['cpu_flags']) or 'no AVX flags read'}), {env['threads']} threads, "
+             f"torch {env['torch']}, timm {env['timm']}; 224 px, batch {args.batch}, random weights; median of {n} "
+             f"steps per variant ({args.rounds} interleaved rounds of {args.steps}) after one warm-up step; "
+             f"whole run {wall / 60:.1f} min.", "",
+             "`x dense` is the step time over the dense model's step time in the same run. Memory is what autograd "
+             "saves for backward in one step.", "",
+             "| model | dtype | dense step (s) | before (s) | x dense | conv form, folded gates | single-path (s) | "
+             "x dense | + hard KD, before | + hard KD, single-path | + KD under inference_mode |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['dtype']} | {r['dense']['median_s']:.3f} | {r['before']['median_s']:.3f} | "
+            f"{r['before']['x_dense']:.2f}x | {r['conv form, folded gates']['x_dense']:.2f}x | "
+            f"{r['single-path']['median_s']:.3f} | **{r['single-path']['x_dense']:.2f}x** | "
+            f"{r['before+kd']['x_dense']:.2f}x | {r['single-path+kd']['x_dense']:.2f}x | "
+            f"{r['single-path+kd(inference_mode)']['x_dense']:.2f}x |")
+    lines += ["", "| model | dtype | saved for backward: dense (MB) | before (MB) | conv form, folded gates (MB) | "
+              "single-path (MB) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['dtype']} | {r['dense']['saved_for_backward_mb']:.0f} | "
+                     f"{r['before']['saved_for_backward_mb']:.0f} | "
+                     f"{r['conv form, folded gates']['saved_for_backward_mb']:.0f} | "
+                     f"{r['single-path']['saved_for_backward_mb']:.0f} |")
+    lines += ["", "All forms compute the same function (tests/supernet/test_supernet_shared_values.py: outputs within "
+              "1e-5, gradients within 1e-4 relative, BatchNorm statistics equal). Fine-tuning computes only the chosen "
+              "branch per block and keeps the convolution form there (cheaper than computing all H heads' values "
+              "when MSA is off).", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="deit_tiny,deit_small")
+    ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
     rows = []
     for model in args.models.split(","):
-        for amp in (False, True):
-            r = measure(model, args.batch, args.steps, amp)
-            rows.append({"model": model, "batch": args.batch, "dtype": "bf16 autocast" if amp else "fp32", **r})
+        for dtype in args.dtypes.split(","):
+            r = measure(model, args.batch, args.rounds, args.steps, dtype == "bf16")
+            rows.append({"model": model, "batch": args.batch, "dtype": "bf16 autocast" if dtype == "bf16" else "fp32", **r})
             print(json.dumps(rows[-1]), flush=True)
     env = environment()
-    write_json(OUT / "search_cost.json", {"benchmark": "search_cost", "environment": env, "rows": rows})
-    lines = ["# Search cost: one search training step vs one dense training step", "",
-             f"CPU: {env['cpu']}, {env['threads']} threads, torch {env['torch']}, timm {env['timm']}; 224 px, "
-             f"batch {args.batch}, random weights, median of {args.steps} steps after 2 warm-up steps.", "",
-             "| model | dtype | dense step (s) | search step (s) | x dense | search + hard KD (s) | x dense |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['dtype']} | {r['dense']['median_s']:.3f} | {r['search']['median_s']:.3f} | "
-                     f"{r['search']['x_dense']:.2f}x | {r['search+kd']['median_s']:.3f} | {r['search+kd']['x_dense']:.2f}x |")
-    lines += ["", "A search step computes MSA, the 3x3 and the 1x1 bottleneck convolution in every block (so every gate "
-              "gets a gradient) plus the complexity loss and a second optimizer for the gate and head-mixing logits; "
-              "`search + hard KD` adds the dense teacher's forward pass. Fine-tuning afterwards computes only the "
-              "chosen branch per block.", ""]
-    write_text(OUT / "search_cost.md", "\n".join(lines))
+    wall = time.perf_counter() - t0
+    write_json(OUT / "search_cost.json", {"benchmark": "search_cost", "environment": env, "wall_s": round(wall, 1),
+                                          "rows": rows})
+    write_text(OUT / "search_cost.md", markdown(rows, env, args, wall))
 
 
 if __name__ == "__main__":

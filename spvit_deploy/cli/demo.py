@@ -1,5 +1,6 @@
-"""`spvit-deploy demo`: offline, on real data: train a ViT-Nano teacher on scikit-learn's digits,
-compress it with SPViT to half its MACs, fine-tune, materialize, export and benchmark.
+"""`spvit-deploy demo`: offline, on real data: a ViT-Nano teacher pre-trained on scikit-learn's
+digits (shipped; `--train-teacher` trains it here), compressed with SPViT to half its MACs,
+fine-tuned, materialized, exported and benchmarked.
 
 Python: `spvit_deploy.train.run_demo("demo")`. Re-running continues or reuses what is in DIR.
 """
@@ -17,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--resume", action="store_true",
                    help="accepted (an interrupted run says to add it); the demo always continues where it stopped")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-teacher", action="store_true",
+                   help="train the dense teacher from scratch (~3-6 min) instead of using the shipped pre-trained one")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-export", action="store_true", help="skip ONNX export and benchmark")
     p.add_argument("--no-progress", action="store_true")
@@ -28,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train.demo import run_demo
 
     rep = run_demo(args.out, quick=args.quick, seed=args.seed, export=not args.no_export,
-                   progress=not args.no_progress, threads=args.threads)
+                   progress=not args.no_progress, threads=args.threads,
+                   train_from_scratch=args.train_teacher)
     if args.json:
         print_json(rep)
         return 0

@@ -152,7 +152,7 @@ class SinglePathAttention(nn.Module):
             y3 = y3 + F.pad(src, (0, 0, max(0, -dj), max(0, dj), max(0, -di), max(0, di)))
         # BatchNorm2d over (B*N, d, 1, 1) views: the same statistics as over (B, d, gh, gw), no transposes
         return tuple(F.relu(self.bn(op)(y.reshape(B * N, d, 1, 1))).reshape(B, N, d)  # type: ignore[return-value]
-                     for y, op in ((y3, "conv3x3"), (maps[self.centre], "conv1x1")))
+                     for y, op in ((y3, "conv3x3"), (maps[self.centre].clone(), "conv1x1")))  # not all 9 maps kept
 
     def search_forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Every branch at once, sharing the MSA's q/k/v projection and its output projection:
@@ -167,7 +167,8 @@ class SinglePathAttention(nn.Module):
         W = torch.cat([attn.proj.weight * w_msa, O.sum(0) * w_3x3, O[self.centre] * w_1x1], dim=1)
         b = attn.proj.bias
         out_p = F.linear(torch.cat([heads[:, 1:], r3, r1], dim=-1), W, None if b is None else b * (w_msa + w_3x3 + w_1x1))
-        out_c = (1 - g[2]) * x[:, :1] + F.linear(heads[:, :1], W[:, :C], None if b is None else b * w_msa)
+        cls_heads = heads[:, :1].contiguous()  # a copy: backward keeps one row, not all of `heads`
+        out_c = (1 - g[2]) * x[:, :1] + F.linear(cls_heads, W[:, :C], None if b is None else b * w_msa)
         return torch.cat([out_c, out_p], dim=1)
 
     def _can_share(self, kwargs: dict[str, Any]) -> bool:
@@ -216,9 +217,11 @@ class GatedMlp(nn.Module):
         self.dense_width = mlp.fc1.out_features
         self.gates = Gates(self.dense_width, gate_init).to(mlp.fc1.weight.device)
 
+    fold_gates = True  # False: multiply the activations (the earlier form, kept for the benchmark)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gates.sample()
         h = self.drop1(self.act(self.fc1(x)))  # dropout's mask commutes with a per-unit gate
-        if isinstance(self.norm, nn.Identity):
+        if self.fold_gates and isinstance(self.norm, nn.Identity):
             return self.drop2(F.linear(h, self.fc2.weight * g, self.fc2.bias))
         return self.drop2(self.fc2(self.norm(h * g)))

@@ -1,6 +1,7 @@
 """The offline demo on real data: scikit-learn's handwritten digits (1,797 8x8 images, 10
-classes) upsampled to 32x32, a ViT-Nano teacher trained from scratch, then SPViT compression
-to about half its MACs, fine-tuning with distillation and materialization; `DIR/report.json`.
+classes) upsampled to 32x32, a pre-trained ViT-Nano teacher (shipped with the package, made by
+`benchmarks/digits_teacher.py`; or trained from scratch), then SPViT compression to about half
+its MACs, fine-tuning with distillation and materialization; `DIR/report.json`.
 
 Every step is resumable and idempotent: a re-run skips what is done and continues what was
 interrupted.
@@ -26,6 +27,7 @@ from .report import environment
 
 MODEL = "vit_nano_patch4_32"
 IMG = 32
+SHIPPED_TEACHER = Path(__file__).resolve().parent.parent / "data" / "digits_teacher"
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,53 @@ def train_teacher(data_root: Path, out: Path, plan: DemoPlan, seed: int, progres
     return info
 
 
+def _teacher_recipe(plan: DemoPlan, seed: int, split: dict[str, Any]) -> dict[str, Any]:
+    """What determines the teacher: the split it saw and its training budget."""
+    return {"model": MODEL, "seed": seed, "split_sha256": split["split_sha256"], "epochs": plan.teacher_epochs,
+            "lr": plan.teacher_lr, "batch_size": plan.batch_size}
+
+
+def shipped_teacher(plan: DemoPlan, seed: int, split: dict[str, Any], out: Path) -> dict[str, Any] | None:
+    """Copy the package's pre-trained teacher into `out` when it was made with this split and
+    recipe (its `teacher.json` says so); None when there is none that fits."""
+    import shutil
+
+    from .._io import atomic_path
+
+    info_path = SHIPPED_TEACHER / "teacher.json"
+    if not info_path.is_file() or not (SHIPPED_TEACHER / "model.safetensors").is_file():
+        return None
+    info = json.loads(info_path.read_text())
+    if info.get("recipe") != _teacher_recipe(plan, seed, split):
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.safetensors") as tmp:
+        shutil.copyfile(SHIPPED_TEACHER / "model.safetensors", tmp)
+    info = {**info, "source": "shipped with the package (benchmarks/digits_teacher.py)"}
+    write_json(out / "teacher.json", info)
+    return info
+
+
+def build_shipped_teacher(work: Path, dest: Path = SHIPPED_TEACHER, seed: int = 0, threads: int = 0) -> dict[str, Any]:
+    """Train the demo's teacher from scratch on the demo's split and write it, with its recipe,
+    accuracy and environment, to `dest` (the package's data folder by default)."""
+    import shutil
+
+    from .._io import atomic_path
+
+    plan = DemoPlan()
+    split = prepare_digits(work / "data", seed, plan.val_fraction, plan.per_class)
+    t0 = time.perf_counter()
+    info = train_teacher(work / "data", work / "teacher", plan, seed, progress=True, threads=threads)
+    dest.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest / "model.safetensors") as tmp:
+        shutil.copyfile(work / "teacher" / "model.safetensors", tmp)
+    info = {**info, "recipe": _teacher_recipe(plan, seed, split), "train_seconds": round(time.perf_counter() - t0, 1),
+            "environment": environment()}
+    write_json(dest / "teacher.json", info)
+    return info
+
+
 def _data_cfg(root: Path, plan: DemoPlan) -> DataConfig:
     """Digits augmentation: mild crops, no flips (a flipped 2 is not a 2), no colour jitter (grayscale)."""
     return DataConfig(root=str(root), batch_size=plan.batch_size, scale=(0.6, 1.0), hflip=0.0, color_jitter=0.0,
@@ -180,8 +229,11 @@ def later_stages(run_dir: Path, out: Path, log: Any) -> dict[str, Any]:
 
 
 def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, export: bool = True, progress: bool = True,
-             threads: int = 0) -> dict[str, Any]:
-    """The whole demo into `out` (resumable: a re-run continues or reuses what is there); the report."""
+             threads: int = 0, train_from_scratch: bool = False) -> dict[str, Any]:
+    """The whole demo into `out` (resumable: a re-run continues or reuses what is there); the report.
+
+    The teacher is the package's pre-trained one where it fits the split and recipe (not in
+    `quick` runs, whose subset it has partly seen); `train_from_scratch` trains it here instead."""
     from .pipeline import compress
 
     out = Path(out)
@@ -202,9 +254,20 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, export: boo
     log(f"demo: [1/4] digits -> {out / 'data'} (seeded stratified split, {plan.val_fraction:.0%} held out)")
     split = timed("data", lambda: prepare_digits(out / "data", seed, plan.val_fraction, plan.per_class),
                   reused=(out / "data" / "split.json").exists())
-    log(f"demo: [2/4] training the dense {MODEL} teacher from scratch ({plan.teacher_epochs} epochs)")
-    teacher = timed("teacher", lambda: train_teacher(out / "data", out / "teacher", plan, seed, progress, threads),
-                    reused=(out / "teacher" / "teacher.json").exists())
+    done = out / "teacher" / "teacher.json"
+    shipped = None if (done.exists() or quick or train_from_scratch) else shipped_teacher(plan, seed, split,
+                                                                                          out / "teacher")
+    if done.exists() and shipped is None:
+        teacher = json.loads(done.read_text())
+        log(f"demo: [2/4] the dense {MODEL} teacher: reusing {done.parent} (held-out top-1 {teacher['top1']:.2f}%)")
+    elif shipped is not None:
+        log(f"demo: [2/4] the dense {MODEL} teacher: pre-trained, shipped with the package "
+            f"(held-out top-1 {shipped['top1']:.2f}%; --train-teacher trains one here)")
+        teacher = shipped
+    else:
+        log(f"demo: [2/4] training the dense {MODEL} teacher from scratch ({plan.teacher_epochs} epochs)")
+        teacher = timed("teacher", lambda: train_teacher(out / "data", out / "teacher", plan, seed, progress, threads),
+                        reused=False)
     run_dir = out / "run"
     cfg = demo_config(out / "data", plan, out / "teacher" / "model.safetensors", seed)
     log(f"demo: [3/4] SPViT: search {plan.search_epochs} epochs to {plan.target_ratio:.0%} of the MACs, fine-tune "
@@ -256,7 +319,8 @@ def _demo_markdown(r: dict[str, Any]) -> str:
         "# spvit-deploy demo: SPViT on real handwritten digits, offline, on a CPU", "",
         f"Data: scikit-learn's digits ({s['train']} train / {s['val']} held-out images, 8x8 upsampled to 32x32, "
         f"stratified split with seed {s['seed']}{', quick subset' if r['quick'] else ''}). "
-        f"Model: {MODEL} teacher trained from scratch for {r['teacher']['epochs']} epochs.", "",
+        f"Model: {MODEL} teacher trained from scratch for {r['teacher']['epochs']} epochs"
+        f"{' (pre-trained, shipped with the package)' if r['teacher'].get('source') else ' (in this run)'}.", "",
         "| model | held-out top-1 (%) | top-5 (%) | GMACs | params |", "|---|---|---|---|---|",
         f"| dense teacher | {d['top1']:.2f} | {d['top5']:.2f} | {d['gmacs']:.4g} | {d['params']:,} |",
         f"| SPViT compressed | {c['top1']:.2f} | {c['top5']:.2f} | {c['gmacs']:.4g} | {c['params']:,} |", "",

@@ -30,6 +30,14 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, tau: f
     raise ValueError(f"unknown distillation '{kind}'")
 
 
+def teacher_logits(teacher: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits without autograd bookkeeping (`inference_mode`; cloned out of it so
+    the losses can save them for backward)."""
+    with torch.inference_mode():
+        t = teacher(x)
+    return t.clone()
+
+
 def combined_loss(
     student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None, kind: str, alpha: float,
     smoothing: float = 0.0, tau: float = 1.0,

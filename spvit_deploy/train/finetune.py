@@ -13,7 +13,7 @@ from torch import nn
 from ..spec import ArchSpec
 from ..supernet import fix_gates
 from .config import TrainConfig
-from .distill import combined_loss
+from .distill import combined_loss, teacher_logits
 from .loop import Schedule, Stage, param_groups
 
 
@@ -38,8 +38,7 @@ def finetune_stage(supernet: nn.Module, teacher: nn.Module | None, cfg: TrainCon
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(x)
-        with torch.no_grad():
-            t = teacher(x) if teacher is not None else None
+        t = teacher_logits(teacher, x) if teacher is not None else None
         return combined_loss(out, y, t, cfg.distill, cfg.distill_alpha, cfg.data.smoothing, cfg.distill_tau)
 
     return Stage(name="finetune", model=supernet, optimizers={"weights": torch.optim.AdamW(groups)},

@@ -25,10 +25,10 @@ def environment() -> dict[str, Any]:
     import timm
     import torch
 
-    from ..bench.environment import cpu_model
+    from ..bench.environment import cpu_flags, cpu_model
 
     return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-            "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "threads": torch.get_num_threads(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
             "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "machine": platform.platform()}
 

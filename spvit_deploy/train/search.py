@@ -17,7 +17,7 @@ from ..models import ViTDims, vit_dims
 from ..spec import ArchSpec, BlockSpec
 from ..supernet import derive_spec, supernet_macs
 from .config import TrainConfig
-from .distill import combined_loss
+from .distill import combined_loss, teacher_logits
 from .loop import Schedule, Stage, param_groups
 
 LEVELS = ("skip", "conv1x1", "conv3x3", "msa")  # level = how many nested gates are on (spec.OP_CODES)
@@ -56,8 +56,7 @@ def search_stage(supernet: nn.Module, teacher: nn.Module | None, cfg: TrainConfi
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(x)
-        with torch.no_grad():
-            t = teacher(x) if teacher is not None else None
+        t = teacher_logits(teacher, x) if teacher is not None else None
         loss, parts = combined_loss(out, y, t, cfg.distill, cfg.distill_alpha, cfg.data.smoothing, cfg.distill_tau)
         closs, f = complexity_loss(supernet, target_gmacs, s.lam, dims)
         return loss + closs, {**parts, "complexity": float(closs.detach()), "gmacs": float(f.detach())}

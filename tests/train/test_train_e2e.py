@@ -42,3 +42,24 @@ def test_demo_quick_and_idempotent(tmp_path) -> None:
     again = run_cli(["demo", "--out", str(out), "--quick", "--no-export", "--no-progress", "--json"])
     assert again.returncode == 0 and json.loads(again.stdout)["compressed"] == rep["compressed"]
     assert len(json.loads((out / "timings.json").read_text())["sessions"]) == 1  # the re-run trained nothing
+
+
+def test_shipped_teacher_is_used_only_for_its_split_and_recipe(tmp_path) -> None:
+    """The package's pre-trained teacher fits the demo's seed-0 split and recipe, loads into the
+    model, and is refused for another split (the demo then trains one)."""
+    from safetensors.torch import load_file
+
+    from spvit_deploy.models import create_dense
+    from spvit_deploy.train.demo import MODEL, SHIPPED_TEACHER, DemoPlan, prepare_digits, shipped_teacher
+
+    assert (SHIPPED_TEACHER / "model.safetensors").is_file(), "run benchmarks/digits_teacher.py"
+    plan = DemoPlan()
+    split = prepare_digits(tmp_path / "data", 0, plan.val_fraction)
+    info = shipped_teacher(plan, 0, split, tmp_path / "teacher")
+    assert info is not None and info["top1"] > 95.0 and info["source"].startswith("shipped")
+    model = create_dense(MODEL, num_classes=10)
+    model.load_state_dict(load_file(str(tmp_path / "teacher" / "model.safetensors")), strict=True)
+    assert json.loads((tmp_path / "teacher" / "teacher.json").read_text())["top1"] == info["top1"]
+    other = {**split, "split_sha256": "0" * 64}
+    assert shipped_teacher(plan, 0, other, tmp_path / "t2") is None and not (tmp_path / "t2").exists()
+    assert shipped_teacher(DemoPlan(teacher_epochs=3), 0, split, tmp_path / "t3") is None
