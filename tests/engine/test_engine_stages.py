@@ -32,8 +32,9 @@ def test_verify_graph_stages(tmp_path, capsys) -> None:
         assert rc == 0 and report["ok"] and trt["ok"], trt
 
 
-def test_export_cli_fp16_and_plugins(tmp_path, capsys) -> None:
-    """`spvit-deploy export --fp16 --plugins`: the graph build-engine would build, checked like it."""
+def test_export_cli_fp16_and_plugins(tiny_graphs, tmp_path, capsys) -> None:
+    """`spvit-deploy export --fp16 --plugins`: the graph build-engine would build, checked like it against
+    the shared fp32 export of the same model, spec and (seed-0 random) weights."""
     import numpy as np
     import onnx
 
@@ -41,11 +42,10 @@ def test_export_cli_fp16_and_plugins(tmp_path, capsys) -> None:
     from spvit_deploy.passes.checks import check_graph, run_reference
     from spvit_deploy.engine.stages import topk_overlap
 
-    spec = random_spec(TINY, 12, 768, ["conv3x3", "msa", "conv1x1", "skip"], TINY_IMG, num_classes=10)
+    spec = random_spec(TINY, 12, 768, ["conv3x3", "conv1x1", "skip", "msa"], TINY_IMG, num_classes=10,
+                       empty_ffn_block=5)  # tiny_graphs' spec
     spec.save(tmp_path / "arch.json")
     common = ["export", "--model", "deit_t", "--arch", str(tmp_path / "arch.json")]
-    assert main([*common, "--out", str(tmp_path / "fp32.onnx")]) == 0
-    capsys.readouterr()
     assert main([*common, "--fp16", "--plugins", "--out", str(tmp_path / "trt.onnx"), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["path"] == str(tmp_path / "trt.onnx") and rep["op_counts"]["SpvitConvAttn"] == 6
@@ -54,5 +54,5 @@ def test_export_cli_fp16_and_plugins(tmp_path, capsys) -> None:
     checks = check_graph(graph)
     assert checks.ok and checks.plugin_nodes == checks.conv_blocks == 6 and not checks.fp16_sensitive_ops
     x = np.random.default_rng(0).standard_normal((4, 3, TINY_IMG, TINY_IMG)).astype(np.float32)
-    ref, got = run_reference(onnx.load(str(tmp_path / "fp32.onnx")), x), run_reference(graph, x)
+    ref, got = run_reference(onnx.load(str(tiny_graphs["fp32"])), x), run_reference(graph, x)
     assert compare(ref, got).cosine >= 0.999 and topk_overlap(ref, got) >= 0.9  # top-1 of random weights: no verdict
