@@ -52,10 +52,19 @@ def bundled_ptx_version(cc: int) -> int | None:
     """The PTX ISA Triton's bundled ptxas emits for sm_<cc> (84 for 8.4), None when it cannot be read."""
     try:
         from triton.backends.nvidia import compiler as nv
-
-        return int(nv.ptx_get_version(nv.get_ptxas(cc).version))
-    except Exception:  # noqa: BLE001 - a private Triton API: unknown rather than wrong
+    except Exception:  # noqa: BLE001 - no NVIDIA backend in this Triton
         return None
+    probes = (  # private Triton APIs, newest first: unknown rather than wrong
+        lambda: nv.get_ptxas(cc).version,  # knobs-era Triton: the tool's "12.8"
+        lambda: re.search(r"release (\d+\.\d+)", nv.get_ptxas_version(cc)).group(1),  # its `ptxas --version`
+        lambda: nv._path_to_binary("ptxas")[1],  # Triton 3.3: (path, "12.8")
+    )
+    for probe in probes:
+        try:
+            return int(nv.ptx_get_version(probe()))
+        except Exception:  # noqa: BLE001 - try the next probe
+            continue
+    return None
 
 
 @triton.jit

@@ -128,7 +128,10 @@ def gpu_info(index: int = 0) -> GpuInfo:
 # ------------------------------------------------------------------------------ driver and PTX ISA
 
 # The lowest PTX ISA that can target each compute capability (PTX ISA release notes).
-MIN_PTX_FOR_SM = {70: 60, 75: 63, 80: 70, 86: 71, 87: 74, 89: 78, 90: 78, 100: 86, 103: 88, 120: 87}
+# the oldest PTX ISA that targets each GPU; Triton compiles cc >= 90 for the arch-specific sm_XXa
+# (sm_90a needs PTX 8.0, not sm_90's 7.8)
+MIN_PTX_FOR_SM = {70: 60, 75: 63, 80: 70, 86: 71, 87: 74, 89: 78, 90: 80, 100: 86, 103: 88, 110: 90, 120: 87,
+                  121: 88}
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,9 @@ def aot_ptx_version(cc: int, requested: int | None = None, driver: DriverInfo | 
         if have is not None and requested > have:
             raise SpvitError(f"--ptx-version {_ptx_text(requested)} is newer than {where} loads "
                              f"({_ptx_text(have)}); use --ptx-version {have} or update the driver")
+        if requested < need:
+            raise SpvitError(f"--ptx-version {_ptx_text(requested)} cannot target sm_{cc}, which needs PTX "
+                             f"{_ptx_text(need)} or newer; use --ptx-version {need} or higher")
         cap = requested
     else:
         known = [v for v in (have, bundled) if v is not None]

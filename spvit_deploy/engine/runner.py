@@ -312,19 +312,20 @@ class TensorRTRunner:
         self.context = self.engine = None
 
 
-FUSED_ATTENTION = re.compile(r"fmha|_mha|mha_|flash|attention|\battn|sdpa", re.I)
+FUSED_ATTENTION = re.compile(r"fmha|_mha|mha_|flash|sdpa|fused_?attention|mha\b", re.I)
 
 
 def fused_attention_layers(layers: list[Any]) -> list[str]:
-    """Names of the layers whose description (name, tactic, kernel) says fused attention; TensorRT's naming
-    is not a documented contract, so this is a hint to read beside the latency, not a proof."""
-    import json
-
+    """Names of the layers whose tactic or layer type (never the layer or tensor names, which carry
+    `attn` for every attention of the ONNX graph) says fused attention. TensorRT's naming is not a
+    documented contract, so this is a hint to read beside the latency, not a proof."""
     out = []
     for layer in layers:
-        text = layer if isinstance(layer, str) else json.dumps(layer)
+        if not isinstance(layer, dict):  # ONELINE/NONE inspector formats carry names only: no evidence
+            continue
+        text = " ".join(str(layer.get(k, "")) for k in ("TacticName", "LayerType"))
         if FUSED_ATTENTION.search(text):
-            out.append((layer.get("Name") if isinstance(layer, dict) else None) or text[:120])
+            out.append(str(layer.get("Name") or text[:120]))
     return out
 
 

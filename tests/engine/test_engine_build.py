@@ -290,12 +290,14 @@ def test_too_old_driver_is_one_line(fake_trt, tiny_graphs, tmp_path, monkeypatch
     from spvit_deploy.engine import device
 
     monkeypatch.setattr(device, "driver_info", lambda: device.DriverInfo("470.1", (11, 4), "fake"))
-    with pytest.raises(SpvitError, match=r"loads PTX ISA up to 7.4, but sm_90 kernels need 7.8") as e:
+    with pytest.raises(SpvitError, match=r"loads PTX ISA up to 7.4, but sm_90 kernels need 8.0") as e:
         build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True))
     assert "\n" not in str(e.value) and not (tmp_path / "m.plan").exists()
     monkeypatch.setattr(device, "driver_info", lambda: device.DriverInfo("550.54", (12, 4), "fake"))
     with pytest.raises(SpvitError, match="--ptx-version 8.7 is newer than"):
         build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True, ptx_version=87))
+    with pytest.raises(SpvitError, match="--ptx-version 7.8 cannot target sm_90"):  # Triton builds sm_90a: PTX 8.0+
+        build_engine(tiny_graphs["plugins"], tmp_path / "m.plan", BuildSettings(plugins=True, ptx_version=78))
     assert device.max_ptx_for_cuda((12, 9)) == 88 and device.max_ptx_for_cuda((13, 0)) == 90
 
 

@@ -91,9 +91,19 @@ def test_triton_older_than_3_3_is_refused_in_one_line(monkeypatch) -> None:
         tk.compile_trt_kernel(3, "fp16", 90)
 
 
-def test_bundled_ptx_version_is_an_int_or_unknown() -> None:
+def test_bundled_ptx_version_is_read_from_the_installed_triton() -> None:
+    """Triton >= 3.3 (what the AOT path requires) always tells its ptxas version through one probe."""
     v = tk.bundled_ptx_version(90)
-    assert v is None or (isinstance(v, int) and 78 <= v < 200)
+    assert isinstance(v, int) and 80 <= v < 200
+
+
+def test_bundled_ptx_version_falls_back_to_ptxas_version_text(monkeypatch) -> None:
+    from triton.backends.nvidia import compiler as nv
+
+    monkeypatch.setattr(nv, "get_ptxas", lambda cc: (_ for _ in ()).throw(AttributeError("old triton")))
+    monkeypatch.setattr(nv, "get_ptxas_version", lambda cc=80: "ptxas: NVIDIA (R) ... Cuda compilation tools, "
+                                                                "release 12.8, V12.8.93")
+    assert tk.bundled_ptx_version(90) == nv.ptx_get_version("12.8")
 
 
 def test_trt_configs_fit_the_plugin_launch() -> None:
