@@ -75,3 +75,17 @@ def test_atomic_write_to_an_impossible_path_is_a_spvit_error(tmp_path: Path) -> 
     (tmp_path / "f").write_text("")
     with pytest.raises(SpvitError, match="cannot write"):
         write_text(tmp_path / "f" / "x.txt", "hi")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_python_api_checks_the_output_before_the_work() -> None:
+    import torch
+
+    from spvit_deploy.bench.benchmark import benchmark
+    from spvit_deploy.errors import SpvitError
+    from spvit_deploy.export.onnx import export_onnx
+
+    with pytest.raises(SpvitError, match="cannot write --out '/proc/x/m.onnx'"):
+        export_onnx(torch.nn.Linear(1, 1), "/proc/x/m.onnx")  # not a ViT: it would fail later, not here
+    with pytest.raises(SpvitError, match="cannot write --out '/proc/x'"):
+        benchmark("/proc/x", run="no-such-run")

@@ -275,12 +275,14 @@ def benchmark(
     log: Any = None,
 ) -> dict[str, Any]:
     """Benchmark one model pair and write `results.json`, `report.md` and `latency.png` into `out`."""
+    from .._io import check_writable
     from .report import write_report
 
     settings = settings or BenchSettings()
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise SpvitError(f"--out '{out_dir}' exists and is not a folder")
+    check_writable(out_dir, folder=True, what="--out")  # before the measurements, not after them
     section = measure_model(settings, run=run, model=model, arch=arch, checkpoint=checkpoint, img_size=img_size,
                             num_classes=num_classes, log=log)
     return write_report([section], settings, out_dir, notes=notes)

@@ -207,7 +207,7 @@ def export_onnx(
     `rewrite=False` exports timm's attention modules as they are (for comparisons).
     """
     onnx = require("onnx", "onnx")
-    from .._io import atomic_path
+    from .._io import atomic_path, check_writable
     from ..model_source import dense_spec
 
     if not isinstance(opset, int) or opset < MIN_OPSET or opset > onnx.defs.onnx_opset_version():
@@ -215,6 +215,7 @@ def export_onnx(
     target = Path(out)
     if target.is_dir():
         raise SpvitError(f"--out '{target}' is a folder; give a file name such as model.onnx")
+    check_writable(target, what="--out")  # before the export, not after it
     if spec is None:
         spec = getattr(model, "spvit_spec", None)
         if spec is None:
