@@ -72,7 +72,7 @@ class TimingCache:
                 if self.path.is_file():  # another build may have written it meanwhile: keep its entries too
                     try:
                         newest = config.create_timing_cache(self.path.read_bytes())
-                        merged = newest is not None and cache.combine(newest, ignore_mismatch=True)
+                        merged = newest is not None and cache.combine(newest, ignore_mismatch=False)  # as attach: same device only
                     except Exception:  # noqa: BLE001 - a corrupt file is replaced by this build's cache
                         merged = False
                     if not merged:
