@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def main() -> None:
     ap.add_argument("--ratios", default="0.5,0.45", help="SPViT targets as fractions of the dense MACs")
     ap.add_argument("--work", default="runs/quality_digits")
     args = ap.parse_args()
-    work, plan = Path(args.work), DemoPlan()
+    work, plan, t0 = Path(args.work), DemoPlan(), time.perf_counter()
     split = prepare_digits(work / "data", 0, plan.val_fraction)
     teacher = shipped_teacher(plan, 0, split, work / "teacher") or train_teacher(work / "data", work / "teacher", plan, 0,
                                                                                 progress=False)
@@ -68,9 +69,11 @@ def main() -> None:
     env = environment()
     summary = {str(r): summarize([row for row in rows if row["target_ratio"] == r])
                for r in sorted({row["target_ratio"] for row in rows}, reverse=True)}
+    wall = time.perf_counter() - t0
     write_json(OUT / "quality_digits.json", {"benchmark": "quality_digits", "environment": env, "data": split,
-                                             "teacher": teacher, "rows": rows, "summary": summary})
-    write_text(OUT / "quality_digits.md", markdown(rows, summary, split, teacher, env))
+                                             "teacher": teacher, "rows": rows, "summary": summary,
+                                             "wall_s": round(wall, 1)})
+    write_text(OUT / "quality_digits.md", markdown(rows, summary, split, teacher, env, wall))
 
 
 def one_pair(work: Path, plan: DemoPlan, weights: Path, seed: int) -> dict:
@@ -98,14 +101,15 @@ def summarize(rows: list[dict]) -> dict:
     return {k: stat(k) for k in ("dense_top1", "spvit_top1", "baseline_top1", "spvit_gmacs", "baseline_gmacs")}
 
 
-def markdown(rows: list[dict], summary: dict, split: dict, teacher: dict, env: dict) -> str:
+def markdown(rows: list[dict], summary: dict, split: dict, teacher: dict, env: dict, wall: float) -> str:
     d = rows[0]["dense_gmacs"]
     lines = [
         "# Quality on real data: SPViT vs a naive baseline at the same MACs (digits, held-out split)", "",
         f"Data: scikit-learn digits, {split['train']} train / {split['val']} held-out images (32x32, seed "
         f"{split['seed']}; one image is {100 / split['val']:.2f} points). Dense: {MODEL} trained from scratch for "
-        f"{teacher['epochs']} epochs, held-out top-1 {teacher['top1']:.2f}. CPU: {env['cpu']}, {env['threads']} "
-        f"threads, torch {env['torch']}.", "",
+        f"{teacher['epochs']} epochs{' (the pre-trained teacher shipped with the package)' if teacher.get('source') else ''}"
+        f", held-out top-1 {teacher['top1']:.2f}. CPU: {env['cpu']} ({', '.join(env.get('cpu_flags', []))}), "
+        f"{env['threads']} threads, torch {env['torch']}; whole run {wall / 60:.0f} min.", "",
         "| target | seed | SPViT top-1 | SPViT MACs | baseline top-1 | baseline MACs | baseline FFN width |",
         "|---|---|---|---|---|---|---|"]
     for r in rows:
