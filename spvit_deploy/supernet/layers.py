@@ -98,9 +98,11 @@ class SinglePathAttention(nn.Module):
         """Per mixing column k: V_k (9, d, C), beta_k (9, d), O_k (9, C, d)."""
         A = self.mixing()
         wv, bv = self._value_weights()
-        wo = self.msa.proj.weight.reshape(self.dim, self.dense_heads, self.head_dim)
-        return (torch.einsum("hk,hdc->kdc", A, wv), torch.einsum("hk,hd->kd", A, bv),
-                torch.einsum("hk,chd->kcd", A, wo))
+        return torch.einsum("hk,hdc->kdc", A, wv), torch.einsum("hk,hd->kd", A, bv), self._mixed_projections(A)
+
+    def _mixed_projections(self, A: torch.Tensor) -> torch.Tensor:
+        """O_k = sum_h A[h, k] W_o^h: (9, C, d)."""
+        return torch.einsum("hk,chd->kcd", A, self.msa.proj.weight.reshape(self.dim, self.dense_heads, self.head_dim))
 
     def conv_weights(self, op: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unfolded conv kernel (d, C, k, k), conv bias (d,), projection (C, d) for `op`."""
@@ -154,16 +156,16 @@ class SinglePathAttention(nn.Module):
         return tuple(F.relu(self.bn(op)(y.reshape(B * N, d, 1, 1))).reshape(B, N, d)  # type: ignore[return-value]
                      for y, op in ((y3, "conv3x3"), (maps[self.centre].clone(), "conv1x1")))  # not all 9 maps kept
 
-    def search_forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def search_forward(self, x: torch.Tensor, g: torch.Tensor, w_msa: torch.Tensor, w_3x3: torch.Tensor,
+                       w_1x1: torch.Tensor) -> torch.Tensor:
         """Every branch at once, sharing the MSA's q/k/v projection and its output projection:
         the three branch outputs, weighted by their gates, are one matmul of the concatenated
         features [MSA heads | 3x3 | 1x1] with [w_msa*W_o | w_3x3*O_3x3 | w_1x1*O_1x1]."""
         attn, C = self.msa, self.dim
-        w_msa, w_3x3, w_1x1 = g[2], g[1] * (1 - g[2]), g[0] * (1 - g[1]) * (1 - g[2])
         qkv = attn.qkv(x)
         heads = attention_heads(attn, x, qkv)
         r3, r1 = self.shared_conv_features(qkv[:, 1:, 2 * C :])
-        O = torch.einsum("hk,chd->kcd", self.mixing(), attn.proj.weight.reshape(C, self.dense_heads, self.head_dim))
+        O = self._mixed_projections(self.mixing())
         W = torch.cat([attn.proj.weight * w_msa, O.sum(0) * w_3x3, O[self.centre] * w_1x1], dim=1)
         b = attn.proj.bias
         out_p = F.linear(torch.cat([heads[:, 1:], r3, r1], dim=-1), W, None if b is None else b * (w_msa + w_3x3 + w_1x1))
@@ -191,7 +193,7 @@ class SinglePathAttention(nn.Module):
         w_msa, w_3x3, w_1x1 = g[2], g[1] * (1 - g[2]), g[0] * (1 - g[1]) * (1 - g[2])
         compute_all = self.training and not self.gates.is_fixed  # gradients reach every gate
         if compute_all and self.shared_values and self._can_share(kwargs):
-            return self.search_forward(x, g)
+            return self.search_forward(x, g, w_msa, w_3x3, w_1x1)
         out_p = torch.zeros_like(patches)
         out_c = (1 - g[2]) * cls
         if compute_all or bool(w_msa):
