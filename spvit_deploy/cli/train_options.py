@@ -15,7 +15,9 @@ from .common import add_json_option, add_model_options
 def add_train_options(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
     add_model_options(p, arch=False, weights=("pretrained", "checkpoint", "no-pretrained"), weights_required=True)
     g = p.add_argument_group("data and output")
-    g.add_argument("--data", required=True, help="ImageFolder root with train/<class>/* and val/<class>/*")
+    g.add_argument("--data", required=True, type=data_argument,
+                   help="ImageFolder root with train/<class>/* and val/<class>/*, or fashion-mnist (the files of "
+                        "Debian's dataset-fashion-mnist) or fashion-mnist:DIR (a folder with the four IDX files)")
     g.add_argument("--out", required=True, help="run folder to write (or to continue with --resume)")
     if "search" in stages:
         t = g.add_mutually_exclusive_group(required=True)
@@ -56,6 +58,17 @@ def add_train_options(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> No
     r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_option(p)
+
+
+def data_argument(value: str) -> str:
+    """--data as the config records it: an ImageFolder path as given; `fashion-mnist:DIR` with DIR absolute
+    (a run resumes from any working folder)."""
+    from ..train.fashion import PREFIX, parse_source
+
+    source = parse_source(value)
+    if source is None or value == PREFIX:
+        return value
+    return f"{PREFIX}:{source.resolve()}"
 
 
 DATA_FIELDS = {"batch_size": "batch_size", "workers": "workers", "scale": "scale", "hflip": "hflip",

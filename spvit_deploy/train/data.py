@@ -1,4 +1,5 @@
-"""Data for training: ImageFolder `train/` and `val/` with timm's transforms at the model's
+"""Data for training: ImageFolder `train/` and `val/` (or Fashion-MNIST's train and test sets,
+`--data fashion-mnist[:DIR]`) with timm's transforms at the model's
 input size, mean and std; a resumable, rank-aware sampler; per-sample seeded augmentation.
 
 Augmentation randomness is seeded per (seed, epoch, sample index) and never touches the
@@ -109,10 +110,24 @@ def model_data_config(model: torch.nn.Module) -> dict[str, Any]:
     return cfg
 
 
+def _datasets(root: str, fashion: Path | None, val_tf: Any) -> tuple[Dataset, Dataset]:
+    """(train without transform, val with `val_tf`) as RGB PIL images, from an ImageFolder or Fashion-MNIST."""
+    if fashion is not None:
+        from torchvision.transforms import Compose
+
+        from .fashion import fashion_datasets, to_rgb
+
+        return fashion_datasets(fashion, to_rgb, Compose([to_rgb, val_tf]))
+    from torchvision.datasets import ImageFolder
+
+    return ImageFolder(str(Path(root) / "train")), ImageFolder(str(Path(root) / "val"), transform=val_tf)
+
+
 def build_data(cfg: DataConfig, model: torch.nn.Module, seed: int, world: int = 1, rank: int = 0) -> Data:
     """Datasets and sampler for `model` (its input size, mean and std)."""
     from timm.data import create_transform
-    from torchvision.datasets import ImageFolder
+
+    from .fashion import parse_source
 
     classes = check_image_folder(cfg.root)
     mc = model_data_config(model)
@@ -122,14 +137,13 @@ def build_data(cfg: DataConfig, model: torch.nn.Module, seed: int, world: int = 
         auto_augment=cfg.auto_augment or None,
     )
     val_tf = create_transform(**common, is_training=False, crop_pct=mc["crop_pct"])
-    root = Path(cfg.root)
-    train = SeededDataset(ImageFolder(str(root / "train")), train_tf, seed)
-    val = ImageFolder(str(root / "val"), transform=val_tf)
+    train_base, val = _datasets(cfg.root, parse_source(cfg.root), val_tf)
+    train = SeededDataset(train_base, train_tf, seed)
     sampler = ResumableSampler(train, world, rank, seed, cfg.batch_size)
     data = Data(classes=classes, train=train, val=val, sampler=sampler, cfg=cfg, world=world, rank=rank)
     if data.steps_per_epoch == 0:
         raise SpvitError(
-            f"train/ has {len(train)} images: fewer than one batch of {cfg.batch_size} per process "
+            f"the training set has {len(train)} images: fewer than one batch of {cfg.batch_size} per process "
             f"on {world} process(es); lower --batch-size"
         )
     return data

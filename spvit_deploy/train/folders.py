@@ -1,5 +1,6 @@
-"""The ImageFolder layout training reads (`train/<class>/*`, `val/<class>/*`): checked without torch,
-so a config can count the classes and data loading can refuse a bad folder, in one line."""
+"""The data training reads, checked before any training: an ImageFolder layout (`train/<class>/*`,
+`val/<class>/*`, checked without torch) or a named source (`fashion-mnist[:DIR]`, see `fashion.py`),
+so a config can count the classes and data loading can refuse bad data, in one line."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +11,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 
 
 def check_image_folder(root: str | Path) -> list[str]:
-    """The class names of `root/train` (checked against `root/val`); one-line errors for bad layouts."""
+    """The class names of `root/train` (checked against `root/val`), or of the named source `root`
+    (`fashion-mnist[:DIR]`); one-line errors for bad layouts and missing data."""
+    from .fashion import check_fashion, parse_source
+
+    source = parse_source(root)
+    if source is not None:
+        return check_fashion(source)
     root = Path(root)
     if not root.is_dir():
-        raise SpvitError(f"data folder '{root}' does not exist; give --data DIR with train/ and val/ ImageFolders")
+        raise SpvitError(f"data folder '{root}' does not exist; give --data DIR with train/ and val/ ImageFolders "
+                          "(or --data fashion-mnist[:DIR])")
     classes: dict[str, list[str]] = {}
     for split in ("train", "val"):
         d = root / split
