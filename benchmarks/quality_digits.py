@@ -38,8 +38,9 @@ def magnitude_spec(weights: Path, max_macs: int) -> ArchSpec:
     """All MSA; every FFN keeps the same number of units, the largest |fc1 row| * |fc2 column|."""
     model = create_dense(MODEL, checkpoint=weights, num_classes=10)
     dims = dims_for(MODEL, num_classes=10)
-    unit = M.ffn_macs(1, dims)
-    left = max_macs - M.fixed_macs(dims) - dims.depth * M.attn_macs("msa", dims)
+    geom = dims.blocks[0]  # every block of a ViT has the same geometry
+    unit = M.ffn_macs(1, geom)
+    left = max_macs - dims.fixed_macs - dims.depth * M.attn_macs("msa", geom)
     width = int(left // (dims.depth * unit))
     blocks = []
     for blk in model.blocks:

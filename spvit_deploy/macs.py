@@ -1,9 +1,10 @@
-"""MAC and parameter accounting for dense ViTs and any architecture spec.
+"""MAC and parameter accounting for dense models of every family and any architecture spec.
 
 Counts the multiply-accumulates of every matmul and convolution (the attention matmuls
 included), as `torch.utils.flop_counter` does (it reports 2 FLOPs per MAC); norms,
-activations and softmax are not counted. Per block, T = N + 1 tokens, width C, head width d:
-  msa     = 4*T*C^2 (qkv + proj) + 2*T^2*C (q@k^T, attn@v)
+activations and softmax are not counted. Per block (`BlockGeom`), T tokens (N patches plus
+prefix tokens), width C, head width d, S tokens attended per query (T in a ViT, a window in Swin):
+  msa     = 4*T*C^2 (qkv + proj) + 2*T*S*C (q@k^T, attn@v)
   conv3x3 = (9*C*d + d*C)*N        conv1x1 = 2*C*d*N       skip = 0
   ffn     = 2*T*C*w
 The formulas take tensors too, so the supernet's complexity loss uses the same code.
@@ -13,14 +14,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .models import ViTDims
+from .families import BlockGeom, ModelDims
+from .families.vit import ViTDims
+from .families.vit import as_model_dims as vit_as_model_dims
 from .spec import ArchSpec
 
 
-def attn_macs(op: str, dims: ViTDims) -> int:
-    C, d, N, T = dims.embed_dim, dims.head_dim, dims.num_patches, dims.num_tokens
+def attn_macs(op: str, g: BlockGeom) -> int:
+    """MACs of one block's attention op; the MSA attends `span` tokens per query (all, or a window)."""
+    C, d, N, T = g.dim, g.head_dim, g.num_patches, g.tokens
     if op == "msa":
-        return 4 * T * C * C + 2 * T * T * C
+        return 4 * T * C * C + 2 * T * g.span * C
     if op == "conv3x3":
         return (9 * C * d + d * C) * N
     if op == "conv1x1":
@@ -28,41 +32,39 @@ def attn_macs(op: str, dims: ViTDims) -> int:
     return 0
 
 
-def attn_params(op: str, dims: ViTDims) -> int:
-    C, d = dims.embed_dim, dims.head_dim
+def attn_params(op: str, g: BlockGeom) -> int:
+    C, d = g.dim, g.head_dim
     if op == "msa":
-        return 3 * C * C + (3 * C if dims.qkv_bias else 0) + C * C + C
+        return 3 * C * C + (3 * C if g.qkv_bias else 0) + C * C + C + g.rel_bias_params
     if op in ("conv3x3", "conv1x1"):
         k = 3 if op == "conv3x3" else 1
         return k * k * C * d + d + d * C + C
     return 0
 
 
-def ffn_macs(width: Any, dims: ViTDims) -> Any:
+def ffn_macs(width: Any, g: BlockGeom) -> Any:
     """MACs of one FFN of hidden `width` (int or tensor)."""
-    return 2 * dims.num_tokens * dims.embed_dim * width
+    return 2 * g.tokens * g.dim * width
 
 
-def ffn_params(width: int, dims: ViTDims) -> int:
-    C = dims.embed_dim
+def ffn_params(width: int, g: BlockGeom) -> int:
+    C = g.dim
     return 2 * C * width + width + C
 
 
-def fixed_macs(dims: ViTDims) -> int:
-    """Patch embedding and classifier: what no gate can remove."""
-    ph, pw = dims.patch_size
-    embed = dims.num_patches * dims.in_chans * ph * pw * dims.embed_dim
-    return embed + dims.embed_dim * dims.num_classes
+def dropped_norm_params(op: str, g: BlockGeom, skip_branch: str) -> int:
+    """A zero-branch skip block without prefix tokens reads no LN1: the plain network drops it."""
+    return 2 * g.dim if op == "skip" and skip_branch == "zero" and g.prefix == 0 else 0
 
 
-def fixed_params(dims: ViTDims) -> int:
-    C = dims.embed_dim
-    ph, pw = dims.patch_size
-    embed = dims.in_chans * ph * pw * C + C
-    tokens = C + dims.num_tokens * C  # cls token, position embedding
-    norms = dims.depth * 2 * 2 * C + 2 * C
-    head = C * dims.num_classes + dims.num_classes
-    return embed + tokens + norms + head
+def fixed_macs(dims: ModelDims | ViTDims) -> int:
+    """Patch embedding, patch merging and classifier: what no gate can remove."""
+    return as_model_dims(dims).fixed_macs
+
+
+def as_model_dims(dims: ModelDims | ViTDims) -> ModelDims:
+    """`ModelDims` as they are; a class-token ViT's `ViTDims` as `ModelDims`."""
+    return dims if isinstance(dims, ModelDims) else vit_as_model_dims(dims)
 
 
 @dataclass(frozen=True)
@@ -98,24 +100,26 @@ class Cost:
         }
 
 
-def cost(dims: ViTDims, spec: ArchSpec | None = None) -> Cost:
+def cost(dims: ModelDims | ViTDims, spec: ArchSpec | None = None) -> Cost:
     """MACs and parameters of the dense model (`spec=None`) or of `spec` materialized."""
+    dims = as_model_dims(dims)
     blocks = []
-    for i in range(dims.depth):
+    skip_branch = spec.skip_branch if spec is not None else "zero"
+    for i, g in enumerate(dims.blocks):
         op = "msa" if spec is None else spec.blocks[i].attn
-        w = dims.mlp_hidden[i] if spec is None else spec.blocks[i].ffn_width
+        w = g.dense_width if spec is None else spec.blocks[i].ffn_width
         blocks.append(
             BlockCost(
                 block=i,
                 attn=op,
                 ffn_width=w,
-                attn_macs=attn_macs(op, dims),
-                ffn_macs=ffn_macs(w, dims),
-                params=attn_params(op, dims) + ffn_params(w, dims),
+                attn_macs=attn_macs(op, g),
+                ffn_macs=ffn_macs(w, g),
+                params=attn_params(op, g) + ffn_params(w, g) - dropped_norm_params(op, g, skip_branch),
             )
         )
-    macs = fixed_macs(dims) + sum(b.macs for b in blocks)
-    params = fixed_params(dims) + sum(b.params for b in blocks)
+    macs = dims.fixed_macs + sum(b.macs for b in blocks)
+    params = dims.fixed_params + sum(b.params for b in blocks)
     return Cost(macs=macs, params=params, blocks=tuple(blocks))
 
 

@@ -32,13 +32,14 @@ class SourcedModel:
 
 def dense_spec(model: nn.Module, name: str) -> ArchSpec:
     """The spec a dense model computes: every block MSA with every FFN unit."""
-    from .models import resolve_model_name, vit_dims
+    from .families import family_of
+    from .models import resolve_model_name
 
-    dims = vit_dims(model)
-    img = int(model.patch_embed.img_size[0])
+    fam = family_of(model, name)
+    dims = fam.dims(model)
     blocks = tuple(BlockSpec(attn="msa", ffn_kept=tuple(range(w))) for w in dims.mlp_hidden)
-    return ArchSpec(model=resolve_model_name(name), img_size=img, num_classes=dims.num_classes, blocks=blocks,
-                    source="dense")
+    return ArchSpec(model=resolve_model_name(name), img_size=fam.img_size(model), num_classes=dims.num_classes,
+                    blocks=blocks, source="dense", family=fam.name, conv_scope=fam.conv_scope)
 
 
 @torch.no_grad()

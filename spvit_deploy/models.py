@@ -1,19 +1,24 @@
 """Dense ViTs as users name them: aliases, timm creation, checkpoint loading, shape facts.
 
-Stage 0 of the pipeline: `create_dense(name, ...)` returns a timm VisionTransformer with a
-class token, its weights from the hub (`pretrained=True`) or a local checkpoint.
+Stage 0 of the pipeline: `create_dense(name, ...)` returns a timm model of a supported family
+(`families/`: a class-token VisionTransformer or a SwinTransformer), its weights from the hub
+(`pretrained=True`) or a local checkpoint.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
 
 from .errors import SpvitError
+from .families.vit import ViTDims, check_vit_supported, vit_dims  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from .families import ModelDims
 
 ALIASES: dict[str, str] = {
     "deit_t": "deit_tiny_patch16_224",
@@ -22,6 +27,12 @@ ALIASES: dict[str, str] = {
     "deit_small": "deit_small_patch16_224",
     "deit_b": "deit_base_patch16_224",
     "deit_base": "deit_base_patch16_224",
+    "swin_t": "swin_tiny_patch4_window7_224",
+    "swin_tiny": "swin_tiny_patch4_window7_224",
+    "swin_s": "swin_small_patch4_window7_224",
+    "swin_small": "swin_small_patch4_window7_224",
+    "swin_b": "swin_base_patch4_window7_224",
+    "swin_base": "swin_base_patch4_window7_224",
 }
 
 
@@ -35,8 +46,8 @@ def resolve_model_name(name: str) -> str:
     base = timm_name.split(".")[0]
     if not timm.is_model(base):
         raise SpvitError(
-            f"unknown model '{name}'; use deit_t|deit_s|deit_b or a timm VisionTransformer "
-            f"name such as vit_small_patch16_224"
+            f"unknown model '{name}'; use deit_t|deit_s|deit_b, swin_t|swin_s|swin_b or a timm "
+            f"VisionTransformer / SwinTransformer name such as vit_small_patch16_224"
         )
     return timm_name
 
@@ -46,90 +57,11 @@ def same_model(a: str, b: str) -> bool:
     return resolve_model_name(a).split(".")[0] == resolve_model_name(b).split(".")[0]
 
 
-@dataclass(frozen=True)
-class ViTDims:
-    """The shape facts of a class-token ViT that MAC counting and specs need."""
-
-    embed_dim: int
-    num_heads: int
-    depth: int
-    mlp_hidden: tuple[int, ...]  # dense FFN width per block
-    grid: tuple[int, int]  # patch grid (gh, gw)
-    patch_size: tuple[int, int]
-    in_chans: int
-    num_classes: int
-    qkv_bias: bool
-
-    @property
-    def head_dim(self) -> int:
-        return self.embed_dim // self.num_heads
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid[0] * self.grid[1]
-
-    @property
-    def num_tokens(self) -> int:
-        return self.num_patches + 1
-
-
 def check_supported(model: nn.Module, name: str) -> None:
-    """Raise unless `model` is a timm VisionTransformer with one class token and plain blocks."""
-    from timm.layers import Attention, Mlp
-    from timm.models.vision_transformer import Block, VisionTransformer
+    """Raise a one-line error unless `model` belongs to a supported family with the blocks it wraps."""
+    from .families import family_of
 
-    reason = None
-    if not isinstance(model, VisionTransformer):
-        reason = f"it is a {type(model).__name__}, not a timm VisionTransformer"
-    elif model.cls_token is None or model.num_prefix_tokens != 1:
-        reason = "it needs exactly one class token and no register tokens"
-    elif model.global_pool != "token":
-        reason = f"its head pools with '{model.global_pool}', not the class token"
-    elif getattr(model, "dynamic_img_size", False):
-        reason = "dynamic image size is not supported"
-    else:
-        for i, blk in enumerate(model.blocks):
-            if type(blk) is not Block or type(blk.attn) is not Attention or type(blk.mlp) is not Mlp:
-                reason = f"block {i} is not a plain pre-norm Block with Attention and Mlp"
-                break
-            if not isinstance(blk.attn.norm, nn.Identity) or getattr(blk.attn, "gate", None) is not None:
-                reason = f"block {i} normalises or gates its attention output"
-                break
-            if not isinstance(blk.mlp.norm, nn.Identity):
-                reason = f"block {i} normalises its FFN hidden units"
-                break
-    if reason:
-        raise SpvitError(f"model '{name}' is not supported: {reason}")
-
-
-def vit_dims(model: nn.Module) -> ViTDims:
-    """Read the dimensions of a supported VisionTransformer (dense, supernet or plain)."""
-    num_heads, qkv_bias = None, True
-    for blk in model.blocks:
-        attn = getattr(blk.attn, "msa", blk.attn)  # the supernet wraps timm's Attention as .msa
-        if hasattr(attn, "num_heads"):
-            num_heads, qkv_bias = attn.num_heads, attn.qkv.bias is not None
-            break
-        if hasattr(attn, "conv"):  # a plain conv block: d = C / H output channels
-            num_heads = model.embed_dim // attn.conv.out_channels
-    if num_heads is None:
-        raise SpvitError("cannot tell the number of heads: no block keeps attention or a conv")
-    widths = []
-    for blk in model.blocks:
-        fc1 = getattr(blk.mlp, "fc1", None)  # a fully pruned plain FFN has none
-        widths.append(getattr(blk.mlp, "dense_width", None) or (fc1.out_features if fc1 is not None else 0))
-    pe = model.patch_embed
-    return ViTDims(
-        embed_dim=model.embed_dim,
-        num_heads=int(num_heads),
-        depth=len(model.blocks),
-        mlp_hidden=tuple(int(w) for w in widths),
-        grid=tuple(int(g) for g in pe.grid_size),  # type: ignore[arg-type]
-        patch_size=tuple(int(p) for p in pe.patch_size),  # type: ignore[arg-type]
-        in_chans=int(pe.proj.in_channels),
-        num_classes=int(model.num_classes),
-        qkv_bias=qkv_bias,
-    )
+    family_of(model, name).check_supported(model, name)
 
 
 def _timm_kwargs(num_classes: int | None, img_size: int | None) -> dict[str, Any]:
@@ -222,12 +154,12 @@ def describe_key_mismatch(missing: list[str], unexpected: list[str], limit: int 
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a dense checkpoint (official DeiT or timm format) into `model`, strictly."""
-    from timm.models.vision_transformer import checkpoint_filter_fn
+    """Load a dense checkpoint (the family's official format or timm's) into `model`, strictly."""
+    from .families import family_of
 
     state = read_state_dict(path)
     try:
-        state = checkpoint_filter_fn(state, model)
+        state = family_of(model).checkpoint_filter(state, model)
     except Exception as e:
         raise SpvitError(f"checkpoint '{path}' does not fit this model ({type(e).__name__}: {e})") from None
     own = model.state_dict()
@@ -256,11 +188,18 @@ def data_config(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def dims_for(name: str, num_classes: int | None = None, img_size: int | None = None) -> ViTDims:
-    """Dimensions of a named model without allocating its weights (built on the meta device)."""
+def dims_for(name: str, num_classes: int | None = None, img_size: int | None = None) -> "ModelDims":
+    """Block geometry and fixed costs of a named model without allocating its weights (meta device)."""
     import timm
 
     timm_name = resolve_model_name(name)
     model = timm.create_model(timm_name, pretrained=False, device="meta", **_timm_kwargs(num_classes, img_size))
     check_supported(model, name)
-    return vit_dims(model)
+    return model_dims(model)
+
+
+def model_dims(model: nn.Module) -> "ModelDims":
+    """Block geometry and fixed costs of a dense model or a supernet of any supported family."""
+    from .families import family_of
+
+    return family_of(model).dims(model)

@@ -1,5 +1,6 @@
-"""Import SPViT in the official format (github ziplab/SPViT, DeiT): a fine-tuned checkpoint ->
-plain network + spec (`import_official`), an official search-stage file -> spec (`spec_from_search`).
+"""Import SPViT in the official format (github ziplab/SPViT): a fine-tuned checkpoint -> plain
+network + spec (`import_official`, which hands each model family to its importer: DeiT here, Swin in
+`official_swin.py`), an official DeiT search-stage file -> spec (`spec_from_search`).
 
 The fine-tuned weights go through the core, not around it: they are placed into a supernet
 (qkv = [qk; v], head_probs as the head-mixing logits at temperature 0.01, the BatchNorms, each
@@ -174,7 +175,7 @@ def spec_from_search(
     _check_depth(len(ops), dims.depth, name, "the ops list")
     return ArchSpec(
         model=name,
-        img_size=img_size or dims.grid[0] * dims.patch_size[0],
+        img_size=img_size or dims.img_size,
         num_classes=dims.num_classes,
         blocks=tuple(BlockSpec(attn=op, ffn_kept=k) for op, k in zip(ops, kept)),
         source=f"official search file {Path(where).name}",
@@ -199,19 +200,19 @@ def _reject_other_formats(state: StateDict, where: str) -> None:
 
 def _geometry(state: StateDict, model: str, img_size: int | None, num_classes: int | None, where: str) -> tuple[int, int]:
     """Image size from pos_embed (class token + a square grid), classes from head.weight."""
-    from .models import dims_for
+    from .models import create_dense
 
     for k in ("pos_embed", "head.weight"):
         if k not in state:
             raise SpvitError(f"{where} has no '{k}'; not an official SPViT DeiT checkpoint")
-    dims = dims_for(model)
+    patch = int(create_dense(model, device="meta").patch_embed.patch_size[0])
     if state["pos_embed"].ndim != 3:
         raise SpvitError(f"{where}: pos_embed is {tuple(state['pos_embed'].shape)}, expected (1, 1 + N, C)")
     n = int(state["pos_embed"].shape[1]) - 1
     g = math.isqrt(max(n, 0))
     if g * g != n or g == 0:
         raise SpvitError(f"{where}: pos_embed has {n} patch positions, not a square grid plus a class token")
-    img = g * dims.patch_size[0]
+    img = g * patch
     if img_size is not None and img_size != img:
         raise SpvitError(f"--img-size {img_size} does not fit {where}: its pos_embed is a {g}x{g} grid ({img} px)")
     classes = int(state["head.weight"].shape[0])
@@ -432,12 +433,27 @@ def import_official(
     with kept FFN units from `search` (an official search file) if given; image size and class count
     come from the checkpoint.
     """
+    import importlib
+
+    from .families import family_of
+    from .models import create_dense
+
+    state, where = _state(checkpoint, "checkpoint")
+    _reject_other_formats(state, where)
+    fam = family_of(create_dense(model, device="meta"), model)
+    module, func = fam.official_importer.split(":")
+    return getattr(importlib.import_module(module), func)(state, where, model, arch=arch, indicators=indicators,
+                                                          search=search, img_size=img_size, num_classes=num_classes)
+
+
+def import_official_vit(state: StateDict, where: str, model: str, *, arch: ArchSpec | str | None = None,
+                        indicators: str | Sequence[Any] | None = None, search: Source | None = None,
+                        img_size: int | None = None, num_classes: int | None = None) -> tuple[nn.Module, ArchSpec]:
+    """An official SPViT-DeiT fine-tuned state dict -> (plain network in eval mode, its spec)."""
     from .materialization import materialize
     from .models import create_dense
     from .supernet import fix_gates
 
-    state, where = _state(checkpoint, "checkpoint")
-    _reject_other_formats(state, where)
     img, classes = _geometry(state, model, img_size, num_classes, where)
     spec = _resolve_spec(state, model, arch, indicators, search, img, classes)
     # no random init: every weight is overwritten from the checkpoint (checked in _load_into_supernet)

@@ -1,7 +1,12 @@
 """The architecture spec: the versioned JSON contract between search and materialize.
 
-An `ArchSpec` names the timm model, image size and class count, and per block the
-attention op (msa / conv3x3 / conv1x1 / skip) and the kept FFN hidden units.
+An `ArchSpec` names the timm model, its family, image size and class count, and per block
+the attention op (msa / conv3x3 / conv1x1 / skip) and the kept FFN hidden units.
+
+Schema 2 adds `family` ("vit" or "swin"; a schema-1 spec is a class-token ViT's), `skip_branch`
+(what a skip block's branch returns: "zero", the default and what the search trains, or "input",
+x + LN1(x), what official SPViT fine-tuning trained; written only when not "zero") and
+`conv_scope` (where the conv ops run: "full_map" for Swin, written only when set).
 """
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpvitError
+from .families.base import CONV_KERNEL  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+SKIP_BRANCHES = ("zero", "input")
 OPS = ("msa", "conv3x3", "conv1x1", "skip")
 OP_CODES: dict[str, tuple[int, int, int]] = {
     "skip": (0, 0, 0),
@@ -22,8 +30,7 @@ OP_CODES: dict[str, tuple[int, int, int]] = {
     "conv3x3": (1, 1, 0),
     "msa": (1, 1, 1),
 }
-CONV_KERNEL = {"conv3x3": 3, "conv1x1": 1}
-PAPER_ARCHS = ("deit_tiny", "deit_small", "deit_base", "deit_base_11g")
+PAPER_ARCHS = ("deit_tiny", "deit_small", "deit_base", "deit_base_11g", "swin_tiny", "swin_small", "swin_base")
 
 
 def op_from_code(code: Any) -> str:
@@ -58,6 +65,9 @@ class ArchSpec:
     source: str = ""
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    family: str = "vit"
+    skip_branch: str = "zero"
+    conv_scope: str = ""
 
     @property
     def ops(self) -> list[str]:
@@ -72,7 +82,10 @@ class ArchSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": self.schema_version,
+            "schema_version": SCHEMA_VERSION,
+            "family": self.family,
+            **({"skip_branch": self.skip_branch} if self.skip_branch != "zero" else {}),
+            **({"conv_scope": self.conv_scope} if self.conv_scope else {}),
             "model": self.model,
             "img_size": self.img_size,
             "num_classes": self.num_classes,
@@ -88,15 +101,26 @@ class ArchSpec:
     def from_dict(cls, d: Any, where: str = "spec") -> "ArchSpec":
         if not isinstance(d, dict):
             raise SpvitError(f"{where}: expected a JSON object, got {type(d).__name__}")
-        known = {"schema_version", "model", "img_size", "num_classes", "source", "blocks", "extra"}
+        known = {"schema_version", "family", "skip_branch", "conv_scope", "model", "img_size", "num_classes",
+                 "source", "blocks", "extra"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise SpvitError(f"{where}: unknown keys {unknown}; allowed: {sorted(known)}")
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise SpvitError(
-                f"{where}: schema_version {version!r} is not supported (this spvit-deploy reads {SCHEMA_VERSION})"
+                f"{where}: schema_version {version!r} is not supported (this spvit-deploy reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}); regenerate the spec with this version"
             )
+        if version == 1 and set(d) & {"family", "skip_branch", "conv_scope"}:
+            raise SpvitError(f"{where}: 'family', 'skip_branch' and 'conv_scope' need schema_version 2")
+        family, skip = d.get("family", "vit"), d.get("skip_branch", "zero")
+        if family not in ("vit", "swin"):
+            raise SpvitError(f"{where}: unknown family {family!r}; use 'vit' or 'swin'")
+        if skip not in SKIP_BRANCHES:
+            raise SpvitError(f"{where}: skip_branch {skip!r} is not one of {list(SKIP_BRANCHES)}")
+        if d.get("conv_scope", "") not in ("", "full_map"):
+            raise SpvitError(f"{where}: conv_scope {d['conv_scope']!r} is not supported; use 'full_map'")
         for key, typ in (("model", str), ("img_size", int), ("num_classes", int), ("blocks", list)):
             if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
                 raise SpvitError(f"{where}: '{key}' must be a {typ.__name__}")
@@ -125,6 +149,9 @@ class ArchSpec:
             blocks=tuple(blocks),
             source=str(d.get("source", "")),
             extra=dict(d.get("extra", {})),
+            family=family,
+            skip_branch=skip,
+            conv_scope=str(d.get("conv_scope", "")),
         )
 
     def validate_against(self, depth: int, mlp_hidden: tuple[int, ...] | list[int], where: str = "spec") -> None:
@@ -149,12 +176,17 @@ def load_paper_arch(name: str) -> ArchSpec:
     if name not in raw["archs"] or name not in PAPER_ARCHS:
         raise SpvitError(f"no published architecture 'paper:{name}'; available: {', '.join(PAPER_ARCHS)}")
     a = raw["archs"][name]
+    swin = name.startswith("swin")
     return ArchSpec(
         model=a["timm_model"],
         img_size=224,
         num_classes=1000,
         blocks=tuple(BlockSpec(attn=b["attn"], ffn_kept=tuple(b["ffn_kept"])) for b in a["blocks"]),
         source=f"paper:{name} ({a['config']})",
+        # official fine-tuning trained Swin skip blocks as x + LN1(x) (SPVIT-SWIN.md section 2)
+        family="swin" if swin else "vit",
+        skip_branch="input" if swin else "zero",
+        conv_scope="full_map" if swin else "",
     )
 
 

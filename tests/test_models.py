@@ -23,7 +23,7 @@ def test_aliases(alias: str, name: str) -> None:
 def test_unknown_and_unsupported_models() -> None:
     with pytest.raises(SpvitError, match="unknown model 'deit_x'"):
         resolve_model_name("deit_x")
-    with pytest.raises(SpvitError, match="not a timm VisionTransformer"):
+    with pytest.raises(SpvitError, match="it is a ResNet; use a timm VisionTransformer .* or a timm SwinTransformer"):
         dims_for("resnet18")
     with pytest.raises(SpvitError, match="exactly one class token"):
         dims_for("vit_medium_patch16_gap_256")  # no class token, average pooling
@@ -31,7 +31,8 @@ def test_unknown_and_unsupported_models() -> None:
 
 def test_any_timm_class_token_vit() -> None:
     dims = dims_for("vit_small_patch16_224", num_classes=7, img_size=96)
-    assert (dims.embed_dim, dims.num_heads, dims.grid, dims.num_classes) == (384, 6, (6, 6), 7)
+    b = dims.blocks[0]
+    assert (dims.family, dims.embed_dim, b.heads, b.grid, b.tokens, dims.num_classes) == ("vit", 384, 6, (6, 6), 37, 7)
 
 
 @pytest.mark.parametrize("fmt", ["bare.pth", "official.pth", "timm.bin", "timm.safetensors"])

@@ -14,15 +14,31 @@ def test_round_trip(tiny_spec: ArchSpec, tmp_path) -> None:
     tiny_spec.save(path)
     again = load_spec(path)
     assert again == tiny_spec
-    assert json.loads(path.read_text())["schema_version"] == 1
+    assert json.loads(path.read_text())["schema_version"] == 2
+    assert json.loads(path.read_text())["family"] == "vit"
     assert load_spec(tmp_path) == tiny_spec  # a run folder works too
+
+
+def test_schema_1_specs_still_load_as_class_token_vits(tiny_spec: ArchSpec) -> None:
+    d = tiny_spec.to_dict()
+    d["schema_version"] = 1
+    del d["family"]
+    old = ArchSpec.from_dict(d)
+    assert old == tiny_spec and old.family == "vit" and old.skip_branch == "zero"
+    with pytest.raises(SpvitError, match="need schema_version 2"):
+        ArchSpec.from_dict({**d, "skip_branch": "input"})
 
 
 @pytest.mark.parametrize("name", PAPER_ARCHS)
 def test_paper_archs_load(name: str) -> None:
     spec = load_spec(f"paper:{name}")
-    assert len(spec.blocks) == 12
+    assert len(spec.blocks) == {"swin_small": 24, "swin_base": 24}.get(name, 12)
     assert spec.img_size == 224 and spec.num_classes == 1000
+    swin = name.startswith("swin")
+    assert spec.family == ("swin" if swin else "vit")
+    # official fine-tuning trained Swin skip blocks as x + LN1(x); the conv ops run on the full map
+    assert (spec.skip_branch, spec.conv_scope) == (("input", "full_map") if swin else ("zero", ""))
+    assert ArchSpec.from_dict(spec.to_dict()) == spec
 
 
 def test_paper_deit_base_matches_published_table() -> None:
@@ -51,7 +67,10 @@ def _mutate(spec: ArchSpec, **changes):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"schema_version": 2}, "schema_version 2 is not supported"),
+        ({"schema_version": 3}, "schema_version 3 is not supported"),
+        ({"family": "convnext"}, "unknown family"),
+        ({"skip_branch": "one"}, "skip_branch 'one'"),
+        ({"conv_scope": "window"}, "conv_scope 'window'"),
         ({"colour": "red"}, "unknown keys"),
         ({"block0_attn": "conv5x5"}, "unknown op 'conv5x5'"),
         ({"block0_ffn_kept": [3, 1]}, "sorted"),

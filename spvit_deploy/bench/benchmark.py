@@ -194,7 +194,7 @@ def measure_model(
     """Benchmark one model pair (dense vs compressed) on every backend and batch in `settings`."""
     from ..export.source import load_model_pair
     from ..macs import cost
-    from ..models import vit_dims
+    from ..models import model_dims
     from .environment import busiest_processes, load_average
 
     say = log or (lambda msg: None)
@@ -203,7 +203,7 @@ def measure_model(
     pair = load_model_pair(run=run, model=model, arch=arch, checkpoint=checkpoint, img_size=img_size,
                            num_classes=num_classes, seed=settings.seed)
     spec = pair["compressed"].spec
-    dims = vit_dims(pair["dense"].module)
+    dims = model_dims(pair["dense"].module)
     dense_cost, comp_cost = cost(dims), cost(dims, spec)
     section: dict[str, Any] = {
         "model": spec.model,

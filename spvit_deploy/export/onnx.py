@@ -66,10 +66,10 @@ def export_metadata(model: nn.Module, spec: ArchSpec, variant: str, opset: int,
     """Deploy metadata: spec, input size, mean/std, class count, MACs."""
     from .. import __version__
     from ..macs import cost
-    from ..models import data_config, vit_dims
+    from ..models import data_config, dims_for
 
     cfg = data_config(model)
-    dims = vit_dims(model)
+    dims = dims_for(spec.model, num_classes=spec.num_classes, img_size=spec.img_size)
     from ..artefacts import DeployMetadata, load
 
     meta = {

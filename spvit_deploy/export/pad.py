@@ -23,7 +23,9 @@ def pad_ffn_widths(model: nn.Module, multiple: int, inplace: bool = False) -> nn
     if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 1:
         raise SpvitError(f"pad width multiple must be a positive integer, got {multiple!r}")
     model = model if inplace else copy.deepcopy(model)
-    for blk in model.blocks:
+    from ..families import family_of
+
+    for blk in family_of(model).blocks(model):
         mlp = blk.mlp
         fc1, fc2 = getattr(mlp, "fc1", None), getattr(mlp, "fc2", None)
         if not isinstance(fc1, nn.Linear) or not isinstance(fc2, nn.Linear):

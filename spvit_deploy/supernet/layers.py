@@ -61,6 +61,7 @@ class SinglePathAttention(nn.Module):
     """
 
     shared_values = True  # search with the single-path form (False: the reference conv form)
+    skip_input = False  # pinned skip returns the input (x + LN1(x)), as official fine-tuning trained
 
     def __init__(self, attn: Attention, grid: tuple[int, int], alpha: float = 0.01, gate_init: float = 1.5,
                  positions: tuple[int, ...] = DEIT_POSITIONS) -> None:
@@ -204,6 +205,8 @@ class SinglePathAttention(nn.Module):
             out_p = out_p + w_3x3 * self.conv_branch(patches, "conv3x3")
         if compute_all or bool(w_1x1):
             out_p = out_p + w_1x1 * self.conv_branch(patches, "conv1x1")
+        if self.skip_input and not compute_all:
+            out_p = out_p + (1 - g[0]) * patches
         return torch.cat([out_c, out_p], dim=1)
 
 
@@ -227,3 +230,23 @@ class GatedMlp(nn.Module):
         if self.fold_gates and isinstance(self.norm, nn.Identity):
             return self.drop2(F.linear(h, self.fc2.weight * g, self.fc2.bias))
         return self.drop2(self.fc2(self.norm(h * g)))
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv (weight (d, C, k, k), bias (d,)) followed by eval-mode BatchNorm -> one conv."""
+    w64, b64 = weight.double(), bias.double()
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    w = w64 * scale[:, None, None, None]
+    b = (b64 - bn.running_mean.double()) * scale + bn.bias.double()
+    return w.to(weight.dtype), b.to(bias.dtype)
+
+
+def conv_state(attn: SinglePathAttention, op: str, prefix: str) -> dict[str, torch.Tensor]:
+    w, b, proj = attn.conv_weights(op)
+    w, b = fold_bn(w, b, attn.bn(op))
+    return {
+        f"{prefix}conv.weight": w,
+        f"{prefix}conv.bias": b,
+        f"{prefix}proj.weight": proj,
+        f"{prefix}proj.bias": attn.msa.proj.bias,
+    }

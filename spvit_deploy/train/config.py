@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import SpvitError
-from ..models import ViTDims
+from ..families import ModelDims
 
 SCHEMA_VERSION = 1
 DISTILL = ("soft", "hard", "none")
@@ -207,21 +207,26 @@ class Recipe:
     finetune_epochs_distill: int = 200
 
 
-RECIPES = {
-    192: Recipe("deit_tiny", lam=20.0, gate_lr=1e-3),
-    384: Recipe("deit_small", lam=3.0, gate_lr=5e-4),
-    768: Recipe("deit_base", lam=0.08, gate_lr=1e-3),
+RECIPES = {  # (family, depth, embed width) -> recipe
+    ("vit", 12, 192): Recipe("deit_tiny", lam=20.0, gate_lr=1e-3),
+    ("vit", 12, 384): Recipe("deit_small", lam=3.0, gate_lr=5e-4),
+    ("vit", 12, 768): Recipe("deit_base", lam=0.08, gate_lr=1e-3),
+    # SPVIT-SWIN.md section 7: 20 search epochs, gate lr 1e-3 effective (Swin-B's 92 x 8 batch: 0.72x)
+    ("swin", 12, 96): Recipe("swin_tiny", lam=2.8, gate_lr=1e-3, search_epochs=20),
+    ("swin", 24, 96): Recipe("swin_small", lam=0.4, gate_lr=1e-3, search_epochs=20),
+    ("swin", 24, 128): Recipe("swin_base", lam=0.1, gate_lr=7.2e-4, search_epochs=20),
 }
 
 
-def recipe_for(dims: ViTDims, dense_gmacs: float) -> Recipe:
-    """The official defaults for DeiT-sized 12-block models; other models get lambda scaled to their MACs."""
-    if dims.depth == 12 and dims.embed_dim in RECIPES:
-        return RECIPES[dims.embed_dim]
+def recipe_for(dims: ModelDims, dense_gmacs: float) -> Recipe:
+    """The official defaults for DeiT-T/S/B and Swin-T/S/B shapes; other models get lambda scaled to their MACs."""
+    key = (dims.family, dims.depth, dims.embed_dim)
+    if key in RECIPES:
+        return RECIPES[key]
     return Recipe("scaled", lam=LAMBDA_SCALE / dense_gmacs**2, gate_lr=1e-3)
 
 
-def make_config(model: str, data: DataConfig, dims: ViTDims, dense_gmacs: float, **given: Any) -> TrainConfig:
+def make_config(model: str, data: DataConfig, dims: ModelDims, dense_gmacs: float, **given: Any) -> TrainConfig:
     """A validated config: `given` (None values ignored; `search_*`/`finetune_*` prefixes address the
     stage configs) on top of the recipe's per-size defaults."""
     given = {k: v for k, v in given.items() if v is not None}

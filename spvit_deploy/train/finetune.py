@@ -12,6 +12,7 @@ from torch import nn
 
 from ..spec import ArchSpec
 from ..supernet import fix_gates
+from ..supernet.build import supernet_blocks
 from .config import TrainConfig
 from .distill import combined_loss, teacher_logits
 from .loop import Schedule, Stage, param_groups
@@ -20,7 +21,7 @@ from .loop import Schedule, Stage, param_groups
 def pin(supernet: nn.Module, spec: ArchSpec) -> nn.Module:
     """Pin the gates to `spec` and freeze their logits."""
     fix_gates(supernet, spec)
-    for blk in supernet.blocks:
+    for blk in supernet_blocks(supernet):
         blk.attn.gates.logits.requires_grad_(False)
         blk.mlp.gates.logits.requires_grad_(False)
     return supernet

@@ -22,7 +22,8 @@ from torch import nn
 from .. import macs as M
 from .._io import write_json
 from ..errors import SpvitError
-from ..models import ViTDims, create_dense, dims_for, resolve_model_name
+from ..families import ModelDims
+from ..models import create_dense, dims_for, resolve_model_name
 from ..spec import ArchSpec, load_spec, resolve_spec
 from .config import TrainConfig
 from .data import Data, build_data
@@ -43,7 +44,7 @@ class Job:
     cfg: TrainConfig
     out: Path
     model_name: str
-    dims: ViTDims
+    dims: ModelDims
     data: Data
     dense: nn.Module
     teacher: nn.Module | None
@@ -56,9 +57,9 @@ class Job:
         return self.out / "checkpoints" / f"{stage}.pt"
 
 
-def resolve_target(cfg: TrainConfig, dims: ViTDims) -> float:
+def resolve_target(cfg: TrainConfig, dims: ModelDims) -> float:
     """The target in MACs; one-line errors when it is missing, above the dense model or unreachable."""
-    dense, floor = M.cost(dims).macs, M.fixed_macs(dims)
+    dense, floor = M.cost(dims).macs, dims.fixed_macs
     if not (cfg.target_gmacs or cfg.target_ratio):
         raise SpvitError("give a target: --target-gmacs X or --target-ratio R (a fraction of the dense MACs)")
     target = cfg.target_gmacs * 1e9 if cfg.target_gmacs else cfg.target_ratio * dense
@@ -71,7 +72,7 @@ def resolve_target(cfg: TrainConfig, dims: ViTDims) -> float:
     return target
 
 
-def check_inputs(cfg: TrainConfig, need_target: bool) -> tuple[ViTDims, float | None]:
+def check_inputs(cfg: TrainConfig, need_target: bool) -> tuple[ModelDims, float | None]:
     """Cheap checks before anything is built: data layout, class count, model name, target."""
     cfg.validate()
     classes = check_image_folder(cfg.data.root)

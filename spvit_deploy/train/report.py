@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import macs as M
 from .._io import write_json, write_text
-from ..models import ViTDims
+from ..families import ModelDims
 from ..spec import ArchSpec
 from .config import TrainConfig
 
@@ -79,7 +79,7 @@ def plot_search(rows: list[dict[str, Any]], target_gmacs: float | None, dense_gm
     return True
 
 
-def write_report(out: Path, cfg: TrainConfig, dims: ViTDims, dense: dict[str, Any], comp: dict[str, Any] | None,
+def write_report(out: Path, cfg: TrainConfig, dims: ModelDims, dense: dict[str, Any], comp: dict[str, Any] | None,
                  spec: ArchSpec, target_macs: float | None, seconds: float, world: int = 1) -> dict[str, Any]:
     """Write `report.json`, `report.md` and the search plot into `out`; the report."""
     rows = read_metrics(out)

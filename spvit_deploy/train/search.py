@@ -7,15 +7,18 @@ the gate and head-mixing logits (no weight decay, their own learning rate).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from .. import macs as M
-from ..models import ViTDims, vit_dims
+from ..families import ModelDims
+from ..models import model_dims
 from ..spec import ArchSpec, BlockSpec
 from ..supernet import derive_spec, supernet_macs
+from ..supernet.build import supernet_blocks
 from .config import TrainConfig
 from .distill import combined_loss, teacher_logits
 from .loop import Schedule, Stage, param_groups
@@ -29,7 +32,7 @@ def is_gate_param(name: str) -> bool:
 
 
 def complexity_loss(supernet: nn.Module, target_gmacs: float, lam: float,
-                    dims: ViTDims | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    dims: ModelDims | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(lambda * (T - F)^2, F), F the GMACs of the architecture the gates choose, differentiable in the gates."""
     f = supernet_macs(supernet, dims) / 1e9
     return lam * (target_gmacs - f) ** 2, f
@@ -39,7 +42,7 @@ def search_stage(supernet: nn.Module, teacher: nn.Module | None, cfg: TrainConfi
                  steps_per_epoch: int, evaluate: Any) -> Stage:
     """The search as a `Stage` for `run_stage`."""
     s = cfg.search
-    dims = vit_dims(supernet)
+    dims = model_dims(supernet)
     no_decay = set(getattr(supernet, "no_weight_decay", lambda: set())())
     named = [(n, p) for n, p in supernet.named_parameters() if p.requires_grad]
     weights = [(n, p) for n, p in named if not is_gate_param(n)]
@@ -74,43 +77,44 @@ def derive_for_target(supernet: nn.Module, model_name: str, target_macs: float, 
     all blocks, are kept until the MACs match the target within one FFN unit.
     """
     spec = derive_spec(supernet, model_name, source="search")
-    dims = vit_dims(supernet)
+    dims = model_dims(supernet)
     first = M.cost(dims, spec).macs
     if abs(first - target_macs) <= tolerance * target_macs:
         return _with_extra(spec, target_macs, first, "p > 0.5")
-    attn_logits = [blk.attn.gates.logits.detach().float().cpu() for blk in supernet.blocks]
+    blocks_ = supernet_blocks(supernet)
+    attn_logits = [blk.attn.gates.logits.detach().float().cpu() for blk in blocks_]
     levels = [LEVELS.index(op) for op in spec.ops]
-    unit = M.ffn_macs(1, dims)
-    units = sum(dims.mlp_hidden)
+    unit = torch.cat([torch.full((g.dense_width,), float(M.ffn_macs(1, g))) for g in dims.blocks])
+    all_units = float(unit.sum())
 
     def ffn_budget() -> float:
-        attn = sum(M.attn_macs(LEVELS[lv], dims) for lv in levels)
-        return target_macs - M.fixed_macs(dims) - attn
+        attn = sum(M.attn_macs(LEVELS[lv], g) for lv, g in zip(levels, dims.blocks))
+        return target_macs - dims.fixed_macs - attn
 
     while ffn_budget() < 0:  # the ops alone overshoot: turn off the least confident top gate
         i = min((i for i, lv in enumerate(levels) if lv > 0), key=lambda i: float(attn_logits[i][levels[i] - 1]))
         levels[i] -= 1
-    while ffn_budget() > units * unit:  # even every FFN unit undershoots: turn on the most confident next gate
+    while ffn_budget() > all_units:  # even every FFN unit undershoots: turn on the most confident next gate
         i = max((i for i, lv in enumerate(levels) if lv < 3), key=lambda i: float(attn_logits[i][levels[i]]))
         levels[i] += 1
-    keep = int(round(ffn_budget() / unit))
-    ffn_logits = torch.cat([blk.mlp.gates.logits.detach().float().cpu() for blk in supernet.blocks])
-    order = torch.argsort(ffn_logits, descending=True, stable=True)[:keep]
-    kept = torch.zeros(units, dtype=torch.bool)
-    kept[order] = True
+    # the most confident units, ranked across all blocks, while their MACs (per unit: 2 * tokens * width of
+    # their block) fit the budget to the nearest unit
+    ffn_logits = torch.cat([blk.mlp.gates.logits.detach().float().cpu() for blk in blocks_])
+    order = torch.argsort(ffn_logits, descending=True, stable=True)
+    spent = torch.cumsum(unit[order].double(), 0)
+    keep = int(torch.searchsorted(spent - unit[order].double() / 2, torch.tensor([ffn_budget()], dtype=torch.float64)))
+    kept = torch.zeros(len(unit), dtype=torch.bool)
+    kept[order[:keep]] = True
     blocks, start = [], 0
     for lv, width in zip(levels, dims.mlp_hidden):
         idx = torch.nonzero(kept[start:start + width]).flatten().tolist()
         blocks.append(BlockSpec(attn=LEVELS[lv], ffn_kept=tuple(int(k) for k in idx)))
         start += width
-    fitted = ArchSpec(model=spec.model, img_size=spec.img_size, num_classes=spec.num_classes, blocks=tuple(blocks),
-                      source="search")
+    fitted = replace(spec, blocks=tuple(blocks), source="search")
     return _with_extra(fitted, target_macs, first, "p > 0.5, then fitted to the target by gate logits")
 
 
 def _with_extra(spec: ArchSpec, target_macs: float, first_macs: int, rule: str) -> ArchSpec:
-    from dataclasses import replace
-
     return replace(spec, extra={"target_gmacs": round(target_macs / 1e9, 6),
                                 "gates_gmacs": round(first_macs / 1e9, 6), "rule": rule})
 
@@ -118,7 +122,7 @@ def _with_extra(spec: ArchSpec, target_macs: float, first_macs: int, rule: str) 
 def gate_summary(supernet: nn.Module) -> list[dict[str, Any]]:
     """Per block: the gate probabilities (1x1, 3x3, MSA) and the FFN units with p > 0.5."""
     rows = []
-    for i, blk in enumerate(supernet.blocks):
+    for i, blk in enumerate(supernet_blocks(supernet)):
         p = torch.sigmoid(blk.attn.gates.logits.detach().float()).tolist()
         rows.append({"block": i, "p_attn": [round(v, 4) for v in p],
                      "ffn_p_gt_half": int((blk.mlp.gates.logits > 0).sum())})
