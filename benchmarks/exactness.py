@@ -1,5 +1,6 @@
-"""Exactness of each stage on the published DeiT architectures (random weights, random BatchNorm
-statistics and head-mixing logits, 224 px, fp32): `spvit_deploy.verify` with the ONNX stage.
+"""Exactness of each stage on the published DeiT and Swin architectures (random weights, random BatchNorm
+statistics and head-mixing logits, 224 px, fp32): `spvit_deploy.verify` with the ONNX stage, and for Swin
+also the plugin graph (onnx.reference with the plugin's numpy op) and the fp16 graph.
 
 Writes benchmarks/results/exactness.{json,md} (the figures README's "Exactness" section quotes):
 
@@ -18,25 +19,31 @@ from spvit_deploy._io import write_json, write_text  # noqa: E402
 from spvit_deploy.bench.environment import environment  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
-CASES = (("deit_t", "paper:deit_tiny"), ("deit_s", "paper:deit_small"), ("deit_b", "paper:deit_base"))
+SWIN_STAGES = ("onnx", "onnx-plugin", "onnx-fp16")
+CASES = (("deit_t", "paper:deit_tiny", ("onnx",)), ("deit_s", "paper:deit_small", ("onnx",)),
+         ("deit_b", "paper:deit_base", ("onnx",)), ("swin_t", "paper:swin_tiny", SWIN_STAGES),
+         ("swin_s", "paper:swin_small", SWIN_STAGES), ("swin_b", "paper:swin_base", SWIN_STAGES))
 
 
 def main() -> None:
     rows = []
-    for model, arch in CASES:
-        rep = verify(model, arch, stages=("onnx",))
+    for model, arch, stages in CASES:
+        rep = verify(model, arch, stages=stages)
         rows.append({"model": model, "arch": arch, "ok": rep.ok, "checks": [asdict(c) for c in rep.checks]})
         print(model, [(c.stage, c.max_abs_diff) for c in rep.checks], flush=True)
     env = environment()
     write_json(OUT / "exactness.json", {"environment": env, "models": rows})
-    stages = [c["stage"] for c in rows[0]["checks"]]
+    stages = list(dict.fromkeys(c["stage"] for r in rows for c in r["checks"]))
     lines = ["# Exactness per stage (max abs diff, fp32, 224 px, random weights)", "",
-             "`spvit_deploy.verify(model, arch, stages=('onnx',))`: supernet vs dense, materialized vs the supernet "
-             "pinned to the spec (limit 1e-5), ONNX Runtime vs the materialized network (limit 1e-4). Written by "
-             f"`benchmarks/exactness.py` on {env['cpu_model']}, {env['date_utc']}.", "",
+             "`spvit_deploy.verify(model, arch, stages=...)`: supernet vs dense, materialized vs the supernet "
+             "pinned to the spec (limit 1e-5), ONNX Runtime vs the materialized network (limit 1e-4); for Swin also "
+             "the plugin graph vs the fp32 graph, both in onnx.reference (limit 1e-4), and the fp16 graph vs the fp32 "
+             "graph on real images (cosine >= 0.999, top-5 overlap >= 0.9; the column shows the max abs logit "
+             f"difference). Written by `benchmarks/exactness.py` on {env['cpu_model']}, {env['date_utc']}.", "",
              "| model | arch | " + " | ".join(stages) + " | ok |", "|---|---|" + "---:|" * len(stages) + "---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['arch']} | " + " | ".join(f"{c['max_abs_diff']:.2g}" for c in r["checks"])
+        got = {c["stage"]: f"{c['max_abs_diff']:.2g}" for c in r["checks"]}
+        lines.append(f"| {r['model']} | {r['arch']} | " + " | ".join(got.get(s, "-") for s in stages)
                      + f" | {r['ok']} |")
     write_text(OUT / "exactness.md", "\n".join(lines) + "\n")
 

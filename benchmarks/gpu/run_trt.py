@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-MODELS = {"deit_t": "paper:deit_tiny", "deit_s": "paper:deit_small", "deit_b": "paper:deit_base"}
+MODELS = {"deit_t": "paper:deit_tiny", "deit_s": "paper:deit_small", "deit_b": "paper:deit_base",
+          "swin_t": "paper:swin_tiny", "swin_s": "paper:swin_small"}
 ENGINES = (  # name, variant, fp16, plugin kernel sizes (() = no plugins), Softmax in fp16
     ("dense-fp16", "dense", True, (), False),
     ("dense-fp16-softmax16", "dense", True, (), True),  # no fp32 Cast/Softmax/Cast: attention can fuse

@@ -76,13 +76,13 @@ def variant_name(ks: int, dtype: str, config: str, ln_residual: bool) -> str:
 
 
 def _signature(dtype: str, ks: int, channels: int, head_dim: int, grid: tuple[int, int], ln_residual: bool,
-               config: str) -> tuple[dict[str, str], dict[str, object]]:
+               config: str, prefix: int = 1) -> tuple[dict[str, str], dict[str, object]]:
     """Kernel signature and constexprs; conv weight in the packed (k, k, C, d) layout of pack_conv_weight."""
     ptr = f"*{dtype}"
     sig = {name: ptr for name in ("x_ptr", "out_ptr", "cw_ptr", "cb_ptr", "pw_ptr", "pb_ptr")}
     const: dict[str, object] = {
         "stride_wd": 1, "stride_wc": head_dim, "stride_wt": channels * head_dim,
-        "C": channels, "D": head_dim, "GH": grid[0], "GW": grid[1], "KS": ks,
+        "C": channels, "D": head_dim, "GH": grid[0], "GW": grid[1], "KS": ks, "PREFIX": prefix,
         "LN_RESIDUAL": ln_residual, "DOT_FP32": False, "PRECISION": "tf32x3" if dtype == "fp32" else "ieee",
         "BLOCK_D": max(16, triton.next_power_of_2(head_dim)), **conv_block.CONFIGS[config].kwargs,
     }

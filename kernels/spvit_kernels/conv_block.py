@@ -1,7 +1,8 @@
 """Fused Triton kernel for SPViT conv blocks: [LayerNorm ->] kxk conv + bias + ReLU ->
 1x1 projection + bias [-> + residual], one launch; named autotune configs and launchers.
 
-Tokens are (B, 1+N, C), class token first, patches row-major on a (gh, gw) grid.
+Tokens are (B, 1+N, C), class token first, patches row-major on a (gh, gw) grid; or, for models
+without a class token (Swin's NHWC maps), (B, N, C) or (B, gh, gw, C): the same memory, PREFIX = 0.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _mma(a, b, acc, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
 
 @triton.jit
 def _conv_block_kernel(
-    x_ptr, out_ptr,  # (B, 1+N, C) contiguous
+    x_ptr, out_ptr,  # (B, PREFIX+N, C) contiguous
     ln_w_ptr, ln_b_ptr,  # (C,); unused (None) without LN_RESIDUAL
     cw_ptr, cb_ptr,  # conv weight (D, C, KS, KS) with strides below; bias (D,)
     pw_ptr, pb_ptr,  # proj weight (C, D) contiguous; bias (C,)
@@ -54,14 +55,15 @@ def _conv_block_kernel(
     C: tl.constexpr, D: tl.constexpr, GH: tl.constexpr, GW: tl.constexpr, KS: tl.constexpr,
     LN_RESIDUAL: tl.constexpr, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    PREFIX: tl.constexpr = 1,  # tokens before the grid: 1 (a class token) or 0 (a feature map)
 ):
-    """One program per (tile of BLOCK_M patch rows, image); program 0 also writes the class token.
+    """One program per (tile of BLOCK_M patch rows, image); with a class token, program 0 also writes it.
     The tap loop is a runtime loop on purpose: unrolled, ptxas takes ~30 s per sm_90 variant."""
     N: tl.constexpr = GH * GW
     pid_m = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    x_img = x_ptr + pid_b * (N + 1) * C
-    out_img = out_ptr + pid_b * (N + 1) * C
+    x_img = x_ptr + pid_b * (N + PREFIX) * C
+    out_img = out_ptr + pid_b * (N + PREFIX) * C
     dt = x_ptr.dtype.element_ty
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # patch index
@@ -78,7 +80,7 @@ def _conv_block_kernel(
         ny = py + (t // KS - KS // 2)
         nx = px + (t % KS - KS // 2)
         ok = m_ok & (ny >= 0) & (ny < GH) & (nx >= 0) & (nx < GW)
-        a_rows = x_img + (1 + ny * GW + nx) * C
+        a_rows = x_img + (PREFIX + ny * GW + nx) * C
         if LN_RESIDUAL:
             mean, rstd = _ln_stats(a_rows, ok, eps, C, BLOCK_M, BLOCK_K)
         w_tap = cw_ptr + t * stride_wt
@@ -100,7 +102,7 @@ def _conv_block_kernel(
 
     # projection (BLOCK_M, D) @ (D, C) in BLOCK_N column chunks, bias, residual, store
     offs_n = tl.arange(0, BLOCK_N)
-    tok = (1 + offs_m)[:, None] * C
+    tok = (PREFIX + offs_m)[:, None] * C
     for n0 in range(0, C, BLOCK_N):
         nn = n0 + offs_n
         n_ok = nn < C
@@ -113,22 +115,23 @@ def _conv_block_kernel(
         tl.store(out_img + tok + nn[None, :], o.to(dt), mask=o_ok)
 
     # class token: attn passes it through, so out = x + LN(x) (or u itself); row 0 of a tile
-    if pid_m == 0:
-        cls_ok = tl.arange(0, BLOCK_M) == 0
-        cls_rows = x_img + tl.arange(0, BLOCK_M) * 0
-        if LN_RESIDUAL:
-            mean, rstd = _ln_stats(cls_rows, cls_ok, eps, C, BLOCK_M, BLOCK_K)
-        for k0 in range(0, C, BLOCK_K):
-            kk = k0 + offs_k
-            k_ok = kk < C
-            c_ok = cls_ok[:, None] & k_ok[None, :]
-            v = tl.load(cls_rows[:, None] + kk[None, :], mask=c_ok, other=0.0)
+    if PREFIX == 1:  # a constexpr: map kernels have no class-token code at all
+        if pid_m == 0:
+            cls_ok = tl.arange(0, BLOCK_M) == 0
+            cls_rows = x_img + tl.arange(0, BLOCK_M) * 0
             if LN_RESIDUAL:
-                g = tl.load(ln_w_ptr + kk, mask=k_ok, other=0.0).to(tl.float32)
-                beta = tl.load(ln_b_ptr + kk, mask=k_ok, other=0.0).to(tl.float32)
-                u = (v.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + beta[None, :]
-                v = (v.to(tl.float32) + u.to(dt).to(tl.float32)).to(dt)
-            tl.store(out_img + tl.arange(0, BLOCK_M)[:, None] * 0 + kk[None, :], v, mask=c_ok)
+                mean, rstd = _ln_stats(cls_rows, cls_ok, eps, C, BLOCK_M, BLOCK_K)
+            for k0 in range(0, C, BLOCK_K):
+                kk = k0 + offs_k
+                k_ok = kk < C
+                c_ok = cls_ok[:, None] & k_ok[None, :]
+                v = tl.load(cls_rows[:, None] + kk[None, :], mask=c_ok, other=0.0)
+                if LN_RESIDUAL:
+                    g = tl.load(ln_w_ptr + kk, mask=k_ok, other=0.0).to(tl.float32)
+                    beta = tl.load(ln_b_ptr + kk, mask=k_ok, other=0.0).to(tl.float32)
+                    u = (v.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + beta[None, :]
+                    v = (v.to(tl.float32) + u.to(dt).to(tl.float32)).to(dt)
+                tl.store(out_img + tl.arange(0, BLOCK_M)[:, None] * 0 + kk[None, :], v, mask=c_ok)
 
 
 def _config(block_m: int, block_k: int, block_n: int, num_warps: int, num_stages: int) -> triton.Config:
@@ -144,7 +147,7 @@ CONFIGS: dict[str, triton.Config] = {
     "m32_k128_n64_w4_s2": _config(32, 128, 64, 4, 2),  # fp16/bf16, batch 1: more programs per image
     "tf32x3_m32_k32_n64_w4_s2": _config(32, 32, 64, 4, 2),  # fp32 only: tf32x3 tensor cores
 }
-AUTOTUNE_KEY = ["B", "C", "D", "GH", "GW", "KS", "LN_RESIDUAL"]  # the autotuner adds the dtypes
+AUTOTUNE_KEY = ["B", "C", "D", "GH", "GW", "KS", "LN_RESIDUAL", "PREFIX"]  # the autotuner adds the dtypes
 
 
 def configs_for(dtype: torch.dtype) -> list[str]:
@@ -184,14 +187,17 @@ def _is_packed(w: torch.Tensor) -> bool:
 
 def _check(x: torch.Tensor, grid: Grid, conv_weight: torch.Tensor, vectors: dict[str, tuple[torch.Tensor, int]],
            proj_weight: torch.Tensor, out: torch.Tensor | None) -> None:
-    if x.dim() != 3 or not x.is_contiguous():
-        raise ValueError(f"tokens must be a contiguous (B, 1+N, C) tensor, got {tuple(x.shape)}")
+    if x.dim() not in (3, 4) or not x.is_contiguous():
+        raise ValueError(f"tokens must be a contiguous (B, 1+N, C), (B, N, C) or (B, gh, gw, C) tensor, "
+                         f"got {tuple(x.shape)}")
     if x.dtype not in _DTYPES:
         raise TypeError(f"dtype {x.dtype} not supported; use one of {_DTYPES}")
-    _, tokens, c = x.shape
+    c = x.shape[-1]
     gh, gw = grid
-    if tokens != 1 + gh * gw:
-        raise ValueError(f"{tokens} tokens != 1 + {gh}*{gw} (class token + grid)")
+    if x.dim() == 4 and tuple(x.shape[1:3]) != (gh, gw):
+        raise ValueError(f"a {tuple(x.shape[1:3])} map is not the {gh}x{gw} grid")
+    if x.dim() == 3 and x.shape[1] not in (gh * gw, 1 + gh * gw):
+        raise ValueError(f"{x.shape[1]} tokens != {gh}*{gw} (a map) or 1 + {gh}*{gw} (class token + grid)")
     if conv_weight.dim() != 4 or conv_weight.shape[1] != c or conv_weight.shape[2:] not in ((1, 1), (3, 3)):
         raise ValueError(f"conv_weight must be (d, {c}, k, k) with k in (1, 3), got {tuple(conv_weight.shape)}")
     if not (conv_weight.is_contiguous() or _is_packed(conv_weight)):
@@ -210,12 +216,17 @@ def _check(x: torch.Tensor, grid: Grid, conv_weight: torch.Tensor, vectors: dict
         raise ValueError("out must be a contiguous tensor like the input")
 
 
+def prefix_tokens(x: torch.Tensor, grid: Grid) -> int:
+    """Tokens before the grid: 1 for (B, 1+N, C) tokens with a class token, 0 for a map."""
+    return 0 if x.dim() == 4 else int(x.shape[1]) - grid[0] * grid[1]
+
+
 def _launch(x, ln_weight, ln_bias, ln_eps, conv_weight, conv_bias, proj_weight, proj_bias, grid, out, config):
-    batch, _, c = x.shape
+    batch, c = x.shape[0], x.shape[-1]
     d, _, k, _ = conv_weight.shape
     out = torch.empty_like(x) if out is None else out
     meta = dict(
-        C=c, D=d, GH=grid[0], GW=grid[1], KS=k, LN_RESIDUAL=ln_weight is not None,
+        C=c, D=d, GH=grid[0], GW=grid[1], KS=k, LN_RESIDUAL=ln_weight is not None, PREFIX=prefix_tokens(x, grid),
         DOT_FP32=INTERPRETED and x.dtype == torch.bfloat16,  # bf16 tl.dot is wrong in the interpreter
         PRECISION="tf32x3" if x.dtype == torch.float32 else "ieee",
         BLOCK_D=max(16, triton.next_power_of_2(d)),
@@ -240,7 +251,8 @@ def fused_conv_block(
     conv_weight: torch.Tensor, conv_bias: torch.Tensor, proj_weight: torch.Tensor, proj_bias: torch.Tensor,
     grid: Grid, *, out: torch.Tensor | None = None, config: str | None = None,
 ) -> torch.Tensor:
-    """x + attn(LayerNorm(x)) for a conv block in one launch: (B, 1+N, C) -> (B, 1+N, C).
+    """x + attn(LayerNorm(x)) for a conv block in one launch: (B, 1+N, C) -> (B, 1+N, C) (or a map, see
+    the module docstring).
     config: a CONFIGS name to skip autotuning; CPU tensors fall back to conv_block_reference."""
     c = x.shape[-1]
     vectors = {"ln_weight": (ln_weight, c), "ln_bias": (ln_bias, c),
@@ -259,7 +271,8 @@ def fused_conv_attn(
     grid: Grid, *, out: torch.Tensor | None = None, config: str | None = None,
 ) -> torch.Tensor:
     """attn(u) of a conv block (u already normalized, no residual, class token copied):
-    (B, 1+N, C) -> (B, 1+N, C). CPU tensors fall back to conv_attn_reference."""
+    (B, 1+N, C) -> (B, 1+N, C), or a map without class token (B, N, C) / (B, gh, gw, C) -> same shape.
+    CPU tensors fall back to conv_attn_reference."""
     c = u.shape[-1]
     vectors = {"conv_bias": (conv_bias, conv_weight.shape[0]), "proj_bias": (proj_bias, c)}
     _check(u, grid, conv_weight, vectors, proj_weight, out)

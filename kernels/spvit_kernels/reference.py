@@ -1,7 +1,8 @@
 """Pure-PyTorch reference for SPViT conv blocks: the test oracle, the benchmark
 baseline and the CPU fallback of the fused Triton kernels (any device, any dtype).
 
-Tokens are (B, 1+N, C): row 0 is the class token, rows 1..N a row-major (gh, gw) grid.
+Tokens are (B, 1+N, C): row 0 is the class token, rows 1..N a row-major (gh, gw) grid; a model
+without a class token (Swin) passes its map as (B, N, C) or (B, gh, gw, C).
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ def conv_attn_reference(
     proj_bias: torch.Tensor,
     grid: Grid,
 ) -> torch.Tensor:
-    """attn(u) of a conv block: (B, 1+N, C) -> (B, 1+N, C), class token passed through.
+    """attn(u) of a conv block: (B, 1+N, C) -> (B, 1+N, C), class token passed through; a map
+    without class token, (B, N, C) or (B, gh, gw, C), keeps its shape.
 
     Patches: ReLU(conv2d(u, conv_weight (d, C, k, k), conv_bias, padding=k//2)) as
     (B, N, d) tokens, then @ proj_weight (C, d).T + proj_bias.
     """
     k = conv_weight.shape[-1]
-    image = patches_to_image(u[:, 1:], grid)
+    tokens = u.reshape(u.shape[0], -1, u.shape[-1])
+    prefix = tokens.shape[1] - grid[0] * grid[1]
+    image = patches_to_image(tokens[:, prefix:], grid)
     y = F.relu(F.conv2d(image, conv_weight, conv_bias, padding=k // 2))
     patches = F.linear(y.flatten(2).transpose(1, 2), proj_weight, proj_bias)
-    return torch.cat([u[:, :1], patches], dim=1)
+    return torch.cat([tokens[:, :prefix], patches], dim=1).reshape(u.shape)
 
 
 def conv_block_reference(

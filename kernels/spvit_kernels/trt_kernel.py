@@ -75,12 +75,13 @@ def conv_attn_trt_kernel(
     C: tl.constexpr, D: tl.constexpr, GH: tl.constexpr, GW: tl.constexpr, KS: tl.constexpr,
     DOT_FP32: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    PREFIX: tl.constexpr = 1,  # 1: (B, 1+N, C) with a class token; 0: a map (B, N, C) / (B, GH, GW, C)
 ):
     """attn(u) of a conv block; grid (cdiv(GH * GW, BLOCK_M), B, 1)."""
     conv_block._conv_block_kernel(
         u_ptr, out_ptr, None, None, cw_ptr, cb_ptr, pw_ptr, pb_ptr, None, B,
         1, D, C * D,  # packed (k, k, C, d) strides of d, c and a tap
-        C, D, GH, GW, KS, False, DOT_FP32, PRECISION, BLOCK_M, BLOCK_K, BLOCK_N, BLOCK_D,
+        C, D, GH, GW, KS, False, DOT_FP32, PRECISION, BLOCK_M, BLOCK_K, BLOCK_N, BLOCK_D, PREFIX,
     )
 
 
@@ -92,9 +93,9 @@ def trt_configs(dtype: str) -> list[str]:
 
 
 def _constexprs(dtype: str, ks: int, channels: int, head_dim: int, grid: Grid, config: str,
-                dot_fp32: bool = False) -> dict[str, Any]:
+                dot_fp32: bool = False, prefix: int = 1) -> dict[str, Any]:
     return {
-        "C": channels, "D": head_dim, "GH": grid[0], "GW": grid[1], "KS": ks, "DOT_FP32": dot_fp32,
+        "C": channels, "D": head_dim, "GH": grid[0], "GW": grid[1], "KS": ks, "DOT_FP32": dot_fp32, "PREFIX": prefix,
         "PRECISION": "tf32x3" if dtype == "fp32" else "ieee", "BLOCK_D": max(16, triton.next_power_of_2(head_dim)),
         **conv_block.CONFIGS[config].kwargs,
     }
@@ -109,7 +110,8 @@ def launch_trt_kernel(u: torch.Tensor, packed_conv: torch.Tensor, conv_bias: tor
     config = config or conv_block.configs_for(u.dtype)[0]
     cfg = conv_block.CONFIGS[config]
     meta = _constexprs(dtype, k, c, d, grid, config,
-                       dot_fp32=conv_block.INTERPRETED and u.dtype == torch.bfloat16)
+                       dot_fp32=conv_block.INTERPRETED and u.dtype == torch.bfloat16,
+                       prefix=conv_block.prefix_tokens(u, grid))
     launch = (triton.cdiv(grid[0] * grid[1], cfg.kwargs["BLOCK_M"]), u.shape[0])
     conv_attn_trt_kernel[launch](u, packed_conv.contiguous(), conv_bias, proj_weight, proj_bias, u.shape[0], out,
                                  **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
@@ -137,6 +139,7 @@ class TrtKernel:
     hidden_params_removed: int  # Triton's scratch pointers stripped from the entry
     ptx_version: str  # the PTX ISA `.version`: the driver must support it
     ptx: str = field(repr=False)
+    prefix: int = 1  # tokens before the grid: 1 (class token) or 0 (a map, Swin)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "ptx"}
@@ -179,14 +182,15 @@ def rename_entry(ptx: str, old: str, new: str) -> str:
     return re.sub(rf"(?<![\w$.]){re.escape(old)}(?=_param_\d|\b)", new, ptx)
 
 
-def entry_name(ks: int, dtype: str, channels: int, head_dim: int, grid: Grid, config: str) -> str:
+def entry_name(ks: int, dtype: str, channels: int, head_dim: int, grid: Grid, config: str, prefix: int = 1) -> str:
     """A variant's entry name: unique per compiled variant, so several can share an engine."""
-    return f"spvit_conv_attn_k{ks}_{dtype}_c{channels}_d{head_dim}_{grid[0]}x{grid[1]}_{config}"
+    tail = "" if prefix == 1 else "_map"  # no class token (Swin)
+    return f"spvit_conv_attn_k{ks}_{dtype}_c{channels}_d{head_dim}_{grid[0]}x{grid[1]}_{config}{tail}"
 
 
 def compile_trt_kernel(ks: int, dtype: str, cc: int | None = None, config: str | None = None, *,
                        channels: int = 768, head_dim: int = 64, grid: Grid = (14, 14),
-                       ptx_version: int | None = None) -> TrtKernel:
+                       ptx_version: int | None = None, prefix: int = 1) -> TrtKernel:
     """Compile `conv_attn_trt_kernel` to PTX for sm_<cc> (None: the current GPU) with the entry's
     parameters exactly TRT_PARAMS. dtype: fp16 or fp32 (tokens and weights); config: a CONFIGS name."""
     from triton.backends.compiler import GPUTarget
@@ -203,7 +207,9 @@ def compile_trt_kernel(ks: int, dtype: str, cc: int | None = None, config: str |
     cfg = conv_block.CONFIGS[config]
     ptr = f"*{dtype}"
     signature = {name: ("i32" if name == "B" else ptr) for name in TRT_PARAMS}
-    constexprs = _constexprs(dtype, ks, channels, head_dim, grid, config)
+    if prefix not in (0, 1):
+        raise ValueError(f"prefix {prefix} not in (0, 1): tokens before the grid (a class token or none)")
+    constexprs = _constexprs(dtype, ks, channels, head_dim, grid, config, prefix=prefix)
     signature.update({name: "constexpr" for name in fn.arg_names if name not in signature})
     pointers = [i for i, name in enumerate(fn.arg_names) if signature[name].startswith("*")]
     attrs = {(i,): [["tt.divisibility", 16]] for i in pointers}  # TensorRT buffers are 256-byte aligned
@@ -222,7 +228,7 @@ def compile_trt_kernel(ks: int, dtype: str, cc: int | None = None, config: str |
     if getattr(md, "num_ctas", 1) != 1:
         raise RuntimeError("TensorRT launches no thread-block clusters; num_ctas must be 1")
     ptx, removed = strip_hidden_params(compiled.asm["ptx"], md.name, len(TRT_PARAMS))
-    name = entry_name(ks, dtype, channels, head_dim, grid, config)
+    name = entry_name(ks, dtype, channels, head_dim, grid, config, prefix)
     ptx = rename_entry(ptx, md.name, name)
     version = re.search(r"^\s*\.version\s+(\S+)", ptx, re.M)
     arch = int(re.search(r"^\s*\.target\s+sm_(\d+)", ptx, re.M).group(1))
@@ -230,5 +236,5 @@ def compile_trt_kernel(ks: int, dtype: str, cc: int | None = None, config: str |
         kernel_name=name, cc=arch, dtype=dtype, config=config, ks=ks, channels=channels, head_dim=head_dim,
         grid=(int(grid[0]), int(grid[1])), grid_x=triton.cdiv(grid[0] * grid[1], cfg.kwargs["BLOCK_M"]),
         threads=md.num_warps * 32, shared_bytes=md.shared, num_warps=md.num_warps, params=list(TRT_PARAMS),
-        hidden_params_removed=removed, ptx_version=version.group(1) if version else "", ptx=ptx,
+        hidden_params_removed=removed, ptx_version=version.group(1) if version else "", ptx=ptx, prefix=prefix,
     )

@@ -38,7 +38,7 @@ def _shapes(arg: Any) -> list[list[int]]:
 
 def categorize(op: str, inputs: list[list[int]]) -> str:
     if op in ("MatMul", "FusedMatMul", "Gemm"):
-        return "attention" if inputs and len(inputs[0]) == 4 and len(inputs[1]) == 4 else "linear"
+        return "attention" if len(inputs) >= 2 and len(inputs[0]) == 4 and len(inputs[1]) == 4 else "linear"
     if op in ("Softmax",):
         return "softmax"
     if "LayerNormalization" in op:

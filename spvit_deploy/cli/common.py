@@ -32,7 +32,7 @@ def add_model_options(
     g = p.add_argument_group("model (a run folder, or a model name and a spec)" if run else "model")
     if run:
         g.add_argument("--run", default=None, help="run folder (arch.json + model.safetensors)")
-    g.add_argument("--model", required=not run, help="deit_t|deit_s|deit_b or a timm ViT name (vit_small_patch16_224)")
+    g.add_argument("--model", required=not run, help="deit_t|deit_s|deit_b, swin_t|swin_s|swin_b, or a timm ViT or Swin name (vit_small_patch16_224)")
     if arch:
         g.add_argument("--arch", required=not run, default=None,
                        help="architecture spec: paper:<name>, a JSON file or a run folder")

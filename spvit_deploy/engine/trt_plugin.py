@@ -1,7 +1,8 @@
 """The `SpvitConvAttn` TensorRT plugin through `tensorrt.plugin` (quickly deployable plugins).
 
 `register_plugin()` defines, once per process and before the ONNX parser meets the node:
-- `@trtp.register`: output = input 0's shape and dtype;
+- `@trtp.register`: output = input 0's shape and dtype: (B, 1+N, C) tokens with a class token, or a
+  (B, gh, gw, C) map without one (Swin); the kernel variant follows the rank;
 - `@trtp.autotune`: all six I/O fp16 or all fp32, LINEAR, one tactic per kernel config;
 - `@trtp.aot_impl` (TensorRT >= 10.9): PTX of `spvit_kernels.trt_kernel` for this GPU, compiled
   now, launched by TensorRT as (u, cw, cb, pw, pb, batch, out); the engine needs no Python;
@@ -14,7 +15,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, List, Tuple, Union
 
-from ..passes.plugins import PLUGIN_ATTRS, PLUGIN_NAME
+from ..passes.plugins import PLUGIN_NAME
 
 NUM_INPUTS = 5
 # AOT settings the builder fills in before parsing (the target GPU, an optional PTX ISA cap)
@@ -56,12 +57,21 @@ def tactic_config(dtype: str, tactic: int) -> str:
 
 @functools.lru_cache(maxsize=None)
 def compile_kernel(ks: int, dtype: str, cc: int, config: str, channels: int, head_dim: int, grid: Tuple[int, int],
-                   ptx_version: Union[int, None]) -> Any:
+                   ptx_version: Union[int, None], prefix: int = 1) -> Any:
     """`spvit_kernels.trt_kernel.compile_trt_kernel`, once per variant per process."""
     from spvit_kernels.trt_kernel import compile_trt_kernel
 
     return compile_trt_kernel(ks, dtype, cc, config, channels=channels, head_dim=head_dim, grid=grid,
-                              ptx_version=ptx_version)
+                              ptx_version=ptx_version, prefix=prefix)
+
+
+def prefix_of(u: Any) -> int:
+    """Tokens before the grid from the input's rank: (B, 1+N, C) tokens of a class-token ViT -> 1,
+    a (B, gh, gw, C) map (Swin) -> 0."""
+    rank = len(tuple(u.shape_expr))
+    if rank not in (3, 4):
+        raise ValueError(f"{PLUGIN_NAME} takes (B, 1+N, C) tokens or a (B, gh, gw, C) map, not rank {rank}")
+    return 1 if rank == 3 else 0
 
 
 def _dtype_name(trt: Any, dtype: Any) -> str:
@@ -109,7 +119,7 @@ def define(trt: Any, trtp: Any, aot: bool = True, jit: bool = True) -> PluginDef
             if k != kernel_size:
                 raise ValueError(f"packed conv weight is {k}x{k}, the node says kernel_size={kernel_size}")
             kern = compile_kernel(kernel_size, dtype, int(_TARGET["cc"]), tactic_config(dtype, tactic), channels,
-                                  head_dim, (grid_h, grid_w), _TARGET["ptx_version"])
+                                  head_dim, (grid_h, grid_w), _TARGET["ptx_version"], prefix_of(u))
             _PTX_SEEN.add(kern.ptx_version)
             launch = trtp.KernelLaunchParams()  # plain ints only: SymInt32 mishandles numpy integers
             launch.grid_x = int(kern.grid_x)

@@ -8,6 +8,10 @@ Matched (what the exporter emits for `plain.ConvAttention`, fp32 or fp16 alike):
       -> MatMul(W (d, C)) [-> Add(b)];   a 1x1 conv may come as Slice -> MatMul -> Add -> Relu, or
          as u -> MatMul -> Add -> Relu -> Slice(1:, axis 1) (on every token, class row dropped after)
     u -> Slice(0:1, axis 1);   both -> Concat(axis 1)
+or, in a model without a class token (Swin, `families/swin.py`'s `MapConvAttention`), on the whole
+(B, gh, gw, C) map u:
+    u -> Transpose(0,3,1,2) -> Conv kxk -> Relu -> Transpose(0,2,3,1) -> MatMul(W) [-> Add(b)], or
+    u -> MatMul -> Add -> Relu -> MatMul(W) [-> Add(b)]   (1x1)
 Replaced by SpvitConvAttn(u, conv weight packed (k, k, C, d), conv bias (d,), proj weight (C, d),
 proj bias (C,)) in domain "spvit", attributes plugin_namespace, plugin_version, kernel_size,
 grid_h, grid_w: the inputs and layout `spvit_kernels` expects, the op name TensorRT looks up; and
@@ -155,6 +159,58 @@ def _linear(x: Any, ops: tuple[str, ...] = ("MatMul",)) -> tuple[Any, np.ndarray
     return mm, w, None
 
 
+def _map_grid(u: Any) -> tuple[int, int] | None:
+    """(gh, gw) of a (B, gh, gw, C) map with static gh, gw, C, else None."""
+    dims = _static_dims(u, 4)
+    return (dims[1], dims[2]) if dims and None not in dims[1:] else None
+
+
+def _match_map(relu: Any, conv: Any, graph_outputs: set[str]) -> dict[str, Any] | None:
+    """The conv block of a class-token-free model around `relu` (module docstring), or None."""
+    pre = relu.inputs[0]
+    if conv.op == "Conv":
+        w = _values(conv.inputs[1]) if len(conv.inputs) > 1 else None
+        t = _producer(conv.inputs[0], "Transpose")
+        if w is None or w.ndim != 4 or t is None or _perm(t) != [0, 3, 1, 2]:
+            return None
+        d, c, k, _ = w.shape
+        a = conv.attrs
+        if (w.shape[2] != w.shape[3] or k not in (1, 3) or list(a.get("strides", [1, 1])) != [1, 1]
+                or list(a.get("dilations", [1, 1])) != [1, 1] or int(a.get("group", 1)) != 1
+                or list(a.get("pads", [0] * 4)) != [k // 2] * 4 or a.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET")):
+            return None
+        bias = _values(conv.inputs[2]) if len(conv.inputs) > 2 else np.zeros(d, w.dtype)
+        u = t.inputs[0]
+        back = _only_consumer(relu.outputs[0], "Transpose")
+        if bias is None or back is None or _perm(back) != [0, 2, 3, 1]:
+            return None
+        tokens, inner = back.outputs[0], [t.outputs[0], conv.outputs[0], relu.outputs[0]]
+    else:
+        mm = conv if conv.op == "MatMul" else (_producer(conv.inputs[0], "MatMul") if conv.op == "Add" else None)
+        wt = _values(mm.inputs[1]) if mm is not None and len(mm.inputs) == 2 else None
+        if wt is None or wt.ndim != 2:
+            return None
+        c, d = wt.shape
+        bias = np.zeros(d, wt.dtype)
+        if conv.op == "Add":
+            other = [i for i in conv.inputs if i is not mm.outputs[0]]
+            bias = _values(other[0]) if len(other) == 1 else None
+            if bias is None or bias.size != d:
+                return None
+        w, k, u = np.ascontiguousarray(wt.T).reshape(d, c, 1, 1), 1, mm.inputs[0]
+        tokens, inner = relu.outputs[0], [pre, relu.outputs[0]]
+    grid = _map_grid(u)
+    proj = _linear(tokens)
+    if grid is None or _static_dims(u, 4)[3] != c or proj is None or proj[1].shape != (d, c):
+        return None
+    last, pw, pb = proj
+    if any(x.name in graph_outputs for x in inner):
+        return None
+    return {"u": u, "out": last.outputs[0], "tail": last, "w": w, "b": bias.reshape(d), "pw": pw,
+            "pb": np.zeros(c, pw.dtype) if pb is None else pb, "k": k, "grid": tuple(int(g) for g in grid),
+            "c": c, "d": d, "weight_name": _weight_name(conv if conv.op == "Conv" else mm)}
+
+
 def _patch_slice_ok(sp: Any, n: int | None) -> bool:
     rng = _slice_range(sp)
     return rng is not None and rng[0] == 1 and (rng[1] >= _BIG // 4 or rng[1] == -1 + 2**63 or rng[1] == 1 + (n or -9))
@@ -167,6 +223,12 @@ def _match(relu: Any, graph_outputs: set[str], default_grid: tuple[int, int] | N
     conv = pre.inputs[0] if len(pre.inputs) == 1 else None
     if conv is None or len(pre.outputs) != 1:
         return None
+    return _match_tokens(relu, conv, graph_outputs, default_grid) or _match_map(relu, conv, graph_outputs)
+
+
+def _match_tokens(relu: Any, conv: Any, graph_outputs: set[str], default_grid: tuple[int, int] | None) -> dict[str, Any] | None:
+    """A class-token ViT's conv block (module docstring), or None."""
+    pre = relu.inputs[0]
     if conv.op == "Conv":
         w = _values(conv.inputs[1]) if len(conv.inputs) > 1 else None
         if w is None or w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[2] not in (1, 3):
@@ -232,7 +294,7 @@ def _match(relu: Any, graph_outputs: set[str], default_grid: tuple[int, int] | N
         return None
     if any(t.name in graph_outputs for t in (*inner, last.outputs[0])):
         return None
-    return {"u": u, "out": cat.outputs[0], "cat": cat, "w": w, "b": bias.reshape(d), "pw": pw, "pb": pb,
+    return {"u": u, "out": cat.outputs[0], "tail": cat, "w": w, "b": bias.reshape(d), "pw": pw, "pb": pb,
             "k": k, "grid": tuple(int(g) for g in grid), "c": c, "d": d, "weight_name": _weight_name(conv)}
 
 
@@ -289,7 +351,7 @@ def insert_conv_attn_plugins(model: Any, kernel_sizes: tuple[int, ...] = (1, 3))
             gs.Constant(f"{prefix}.plugin.proj_weight", np.ascontiguousarray(m["pw"].T.astype(dt))),
             gs.Constant(f"{prefix}.plugin.proj_bias", np.ascontiguousarray(m["pb"].astype(dt))),
         ]
-        m["cat"].outputs.clear()  # the old subgraph is now dead; cleanup() removes it
+        m["tail"].outputs.clear()  # the old subgraph is now dead; cleanup() removes it
         graph.nodes.append(gs.Node(
             PLUGIN_OP, name=name, domain=PLUGIN_DOMAIN, inputs=inputs, outputs=[m["out"]],
             attrs={"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION, "aot": 1,
@@ -313,18 +375,25 @@ def insert_conv_attn_plugins(model: Any, kernel_sizes: tuple[int, ...] = (1, 3))
 
 def conv_attn_numpy(u: np.ndarray, conv_weight_packed: np.ndarray, conv_bias: np.ndarray, proj_weight: np.ndarray,
                     proj_bias: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """attn(u) of a conv block from the math, in numpy: (B, 1+N, C) -> (B, 1+N, C).
+    """attn(u) of a conv block from the math, in numpy: (B, 1+N, C) -> (B, 1+N, C), or a map without a
+    class token (B, gh, gw, C) -> (B, gh, gw, C).
 
     Patches y = ReLU(sum over taps (ky, kx) of shift(u, ky - k//2, kx - k//2) @ W[ky, kx] + b), zero
     outside the grid, W packed (k, k, C, d); then y @ proj_weight (C, d).T + proj_bias. The class
     token is copied. Accumulates in fp32 and rounds y and the output to u's dtype, as the kernel does.
     """
-    b, t, c = u.shape
     gh, gw = grid
+    if u.ndim == 4:
+        if u.shape[1:3] != (gh, gw):
+            raise ValueError(f"a {u.shape[1:3]} map is not the {gh}x{gw} grid")
+        return conv_attn_numpy(u.reshape(u.shape[0], gh * gw, u.shape[3]), conv_weight_packed, conv_bias,
+                               proj_weight, proj_bias, grid).reshape(u.shape)
+    b, t, c = u.shape
     k, _, _, d = conv_weight_packed.shape
-    if t != 1 + gh * gw:
-        raise ValueError(f"{t} tokens != 1 + {gh}*{gw}")
-    img = u[:, 1:].astype(np.float32).reshape(b, gh, gw, c)
+    prefix = t - gh * gw
+    if prefix not in (0, 1):
+        raise ValueError(f"{t} tokens != {gh}*{gw} (a map) or 1 + {gh}*{gw} (class token + grid)")
+    img = u[:, prefix:].astype(np.float32).reshape(b, gh, gw, c)
     p = k // 2
     padded = np.zeros((b, gh + 2 * p, gw + 2 * p, c), np.float32)
     padded[:, p:p + gh, p:p + gw] = img
@@ -335,7 +404,7 @@ def conv_attn_numpy(u: np.ndarray, conv_weight_packed: np.ndarray, conv_bias: np
             acc += padded[:, ky:ky + gh, kx:kx + gw] @ w[ky, kx]
     y = np.maximum(acc + conv_bias.astype(np.float32), 0.0).astype(u.dtype).astype(np.float32)
     out = y.reshape(b, gh * gw, d) @ proj_weight.astype(np.float32).T + proj_bias.astype(np.float32)
-    return np.concatenate([u[:, :1], out.astype(u.dtype)], axis=1)
+    return np.concatenate([u[:, :prefix], out.astype(u.dtype)], axis=1)
 
 
 def set_plugin_aot(proto: Any, aot: bool) -> int:

@@ -125,14 +125,10 @@ def randomize_supernet_state(supernet: nn.Module, generator: torch.Generator) ->
 
 def load_supernet_checkpoint(supernet: nn.Module, path: str) -> None:
     """Load supernet weights saved by search/fine-tune (a state dict, possibly inside a training checkpoint)."""
-    from ..models import describe_key_mismatch, read_state_dict
+    from ..models import check_state_keys, read_state_dict
 
     state = read_state_dict(path)
-    own = supernet.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise SpvitError(f"supernet checkpoint '{path}' does not fit: {describe_key_mismatch(missing, unexpected)}")
+    check_state_keys(supernet.state_dict(), state, f"supernet checkpoint '{path}' does not fit")
     for name, buf in state.items():  # pinned-gate buffers are empty or full-size: take the saved shape
         if name.endswith(".gates.fixed"):
             supernet.get_submodule(name.rsplit(".", 1)[0]).fixed = buf.clone()

@@ -106,7 +106,7 @@ def test_acceptance_dry_run_says_what_it_would_do(tmp_path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for step in ("kernel tests", "kernel benchmark", "run_trt.py", "--batches 1,16,64", "deit_b,deit_s,deit_t",
+    for step in ("kernel tests", "kernel benchmark", "run_trt.py", "--batches 1,16,64", "deit_b,swin_t,deit_s,deit_t",
                  "tritonserver", "environment.json"):
         assert step in out, step
     assert not (tmp_path / "acc").exists()  # a dry run writes nothing

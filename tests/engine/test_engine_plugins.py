@@ -164,3 +164,32 @@ def test_plugins_for_3x3_blocks_only(tiny_graphs) -> None:
     assert get_metadata(only3)["plugins"]["kernel_sizes"] == [3]
     x = np.random.default_rng(4).standard_normal((2, 3, 64, 64)).astype(np.float32)
     assert np.abs(run_reference(only3, x) - run_reference(fp32, x)).max() <= 1e-4
+
+
+def test_swin_conv_blocks_become_plugin_nodes_on_the_map(swin_graphs) -> None:
+    """No class-token row: the node takes the (B, gh, gw, C) map itself, for 3x3 and 1x1 blocks, in
+    stage 0 (16x16) and the last stage (4x4); the plugin graph equals the plain graph in onnx.reference."""
+    m = onnx.load(str(swin_graphs["plugins"]))
+    nodes = [n for n in m.graph.node if n.op_type == PLUGIN_OP]
+    attrs = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in nodes]
+    assert sorted((a["kernel_size"], a["grid_h"], a["grid_w"]) for a in attrs) == [(1, 8, 8), (3, 4, 4), (3, 16, 16)]
+    shapes = {vi.name: [d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim]
+              for vi in onnx.shape_inference.infer_shapes(m).graph.value_info}
+    assert all(len(shapes[n.input[0]]) == 4 and shapes[n.input[0]][1:] == shapes[n.output[0]][1:] for n in nodes)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    want = run_reference(onnx.load(str(swin_graphs["fp32"])), x)
+    assert np.abs(run_reference(m, x) - want).max() < 1e-4
+
+
+@pytest.mark.parametrize("ks", [1, 3])
+def test_numpy_reference_on_a_map(ks: int) -> None:
+    g = torch.Generator().manual_seed(ks)
+    grid, c, d = (3, 4), 16, 8
+    u = torch.randn(2, *grid, c, generator=g, dtype=torch.float64)
+    w, b = torch.randn(d, c, ks, ks, generator=g, dtype=torch.float64), torch.randn(d, generator=g, dtype=torch.float64)
+    pw, pb = torch.randn(c, d, generator=g, dtype=torch.float64), torch.randn(c, generator=g, dtype=torch.float64)
+    y = torch.relu(torch.nn.functional.conv2d(u.permute(0, 3, 1, 2), w, b, padding=ks // 2)).permute(0, 2, 3, 1)
+    want = (y @ pw.T + pb).numpy()  # written without the token bookkeeping of either reference
+    got = conv_attn_numpy(u.numpy().astype(np.float32), pack_conv_weight(w.numpy()), b.numpy(), pw.numpy(),
+                          pb.numpy(), grid)
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())

@@ -47,8 +47,8 @@ def test_aot_launch_as_tensorrt_calls_it(fake_trt, tiny_graphs, monkeypatch) -> 
 
     calls = []
 
-    def fake_compile(ks, dtype, cc, config, channels, head_dim, grid, ptx_version):
-        calls.append((ks, dtype, cc, config, channels, head_dim, grid))
+    def fake_compile(ks, dtype, cc, config, channels, head_dim, grid, ptx_version, prefix=1):
+        calls.append((ks, dtype, cc, config, channels, head_dim, grid, prefix))
         # numpy integers, as arithmetic on Triton metadata can give: the plugin must hand SymInt32 plain ints
         return SimpleNamespace(kernel_name=f"k{ks}_{config}", ptx=".entry", grid_x=np.int64(3), threads=np.int32(128),
                                shared_bytes=np.int64(4096), ptx_version="8.7")
@@ -64,12 +64,34 @@ def test_aot_launch_as_tensorrt_calls_it(fake_trt, tiny_graphs, monkeypatch) -> 
     assert len(launches) == 6 * 2  # six nodes x two fp16 tactics: aot_impl called at build time, AOT chosen
     assert trt_plugin.compiled_ptx_versions() == ["8.7"]  # by the node's own `aot` attribute (no flag asked)
     assert {c[3] for c in calls} == {"m64_k64_n64_w4_s3", "m32_k128_n64_w4_s2"} and {c[1] for c in calls} == {"fp16"}
-    assert {(c[0], c[2], c[4], c[5], c[6]) for c in calls} == {(3, 90, 192, 64, (4, 4)), (1, 90, 192, 64, (4, 4))}
+    assert {(c[0], c[2], c[4], c[5], c[6], c[7]) for c in calls} == {(3, 90, 192, 64, (4, 4), 1),
+                                                                     (1, 90, 192, 64, (4, 4), 1)}
     for r in launches:
         assert r["launch_values"] == {"grid_x": 3, "grid_y": None, "grid_z": 1, "block_x": 128, "block_y": 1,
                                       "block_z": 1, "shared_mem": 4096}
         assert r["launch"]["grid_y"] == f"Sym({batch})"  # the batch, resolved by TensorRT per shape
         assert r["extra"] == [f"Sym({batch})"]
+
+
+def test_swin_maps_compile_the_class_token_free_kernel(fake_trt, swin_graphs, monkeypatch) -> None:
+    """A rank-4 plugin input (a Swin map) asks for the PREFIX = 0 kernel, with its own grid per stage."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake_compile(ks, dtype, cc, config, channels, head_dim, grid, ptx_version, prefix=1):
+        calls.append((ks, channels, head_dim, grid, prefix))
+        return SimpleNamespace(kernel_name=f"k{ks}", ptx=".entry", grid_x=1, threads=128, shared_bytes=0,
+                               ptx_version="8.7")
+
+    monkeypatch.setattr(trt_plugin, "compile_kernel", fake_compile)
+    trt_plugin.register_plugin()
+    trt_plugin.set_aot_target(90)
+    net = fake_trt.Builder(None).create_network(1 << fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    parser = fake_trt.OnnxParser(net, None)
+    assert parser.parse_from_file(str(swin_graphs["fp16_plugins"])), [e.desc() for e in parser.errors]
+    assert set(calls) == {(3, 32, 32, (16, 16), 0), (1, 64, 32, (8, 8), 0), (3, 128, 32, (4, 4), 0)}
+    trt_plugin.compiled_ptx_versions()
 
 
 def test_fake_is_faithful_where_tensorrt_is_strict(fake_trt, tiny_graphs) -> None:

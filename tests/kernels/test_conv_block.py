@@ -154,3 +154,25 @@ def test_rejects_bad_inputs() -> None:
         run("block", {**t, "ln_weight": t["ln_weight"].float()}, (3, 4))
     with pytest.raises(TypeError, match="not supported"):
         run("attn", {k: v.double() for k, v in t.items()}, (3, 4))
+
+
+@pytest.mark.parametrize("layout", ["tokens", "map"])
+@pytest.mark.parametrize("ks", [1, 3])
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_maps_without_class_token(entry: str, ks: int, layout: str) -> None:
+    """Swin's conv blocks: no class-token row (PREFIX 0), as (B, N, C) tokens or a (B, gh, gw, C) map."""
+    grid = (5, 7)
+    t = make_inputs(2, 96, 32, ks, grid, torch.float32)
+    t["x"] = t["x"][:, 1:].contiguous()
+    if layout == "map":
+        t["x"] = t["x"].reshape(2, *grid, 96)
+    got = check(entry, t, grid)
+    # an independent reading: the conv on the NCHW image, no token bookkeeping
+    u = t["x"].double().reshape(2, *grid, 96)
+    if entry == "block":
+        u = F.layer_norm(u, (96,), t["ln_weight"].double(), t["ln_bias"].double(), 1e-6)
+    img = F.relu(F.conv2d(u.permute(0, 3, 1, 2), t["conv_weight"].double(), t["conv_bias"].double(), padding=ks // 2))
+    want = F.linear(img.permute(0, 2, 3, 1), t["proj_weight"].double(), t["proj_bias"].double())
+    if entry == "block":
+        want = want + t["x"].double().reshape(2, *grid, 96)
+    torch.testing.assert_close(got.double().reshape(want.shape), want, atol=1e-4, rtol=1e-5)

@@ -32,11 +32,13 @@ needs_kernel = pytest.mark.skipif(DEVICE == "cpu" and not cb.INTERPRETED,
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
-@pytest.mark.parametrize("ks,grid,c", [(3, (3, 5), 192), (1, (4, 4), 128)])
-def test_trt_entry_matches_reference(ks: int, grid: tuple[int, int], c: int, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("ks,grid,c,prefix", [(3, (3, 5), 192, 1), (1, (4, 4), 128, 1), (3, (4, 3), 96, 0)])
+def test_trt_entry_matches_reference(ks: int, grid: tuple[int, int], c: int, prefix: int, dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(ks)
     d, batch = 64, 2
     u = torch.randn(batch, 1 + grid[0] * grid[1], c, generator=g)
+    if not prefix:  # a Swin map: (B, gh, gw, C), no class token
+        u = u[:, 1:].reshape(batch, *grid, c).contiguous()
     w = torch.randn(d, c, ks, ks, generator=g) / (c * ks * ks) ** 0.5
     cb_, pw, pb = 0.2 * torch.randn(d, generator=g), torch.randn(c, d, generator=g) / d**0.5, torch.randn(c, generator=g)
     t = {k: v.to(DEVICE, dtype) for k, v in dict(u=u, w=w, cb=cb_, pw=pw, pb=pb).items()}
@@ -121,8 +123,8 @@ bin_dir = pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 for cc in (80, 90):
     for dtype in ("fp16", "fp32"):
         for config in trt_configs(dtype):
-            for ks, c in ((3, 768), (1, 192)):
-                k = compile_trt_kernel(ks, dtype, cc, config, channels=c, head_dim=64, grid=(14, 14))
+            for ks, c, prefix in ((3, 768, 1), (1, 192, 1), (3, 96, 0)):
+                k = compile_trt_kernel(ks, dtype, cc, config, channels=c, head_dim=64, grid=(14, 14), prefix=prefix)
                 with tempfile.TemporaryDirectory() as tmp:
                     src = pathlib.Path(tmp) / "k.ptx"
                     src.write_text(k.ptx)
@@ -146,7 +148,8 @@ def compiled() -> list[dict]:
 
 
 def test_ptx_has_the_trt_calling_convention(compiled: list[dict]) -> None:
-    assert len(compiled) == 2 * 3 * 2  # cc x (fp16 configs + fp32 config) x variants
+    assert len(compiled) == 2 * 3 * 3  # cc x (fp16 configs + fp32 config) x variants
+    assert {r["prefix"] for r in compiled} == {0, 1}  # class-token tokens and Swin maps
     for r in compiled:
         params = r["entry_params"]
         assert len(params) == len(tk.TRT_PARAMS) == 7, r["kernel_name"]
@@ -155,5 +158,6 @@ def test_ptx_has_the_trt_calling_convention(compiled: list[dict]) -> None:
         assert r["target_line"] == [".target sm_90a" if r["cc"] == 90 else ".target sm_80"]
         assert r["ptxas_rc"] == 0, r["ptxas_err"]  # the stripped PTX assembles: scratch params were unused
         assert r["shared_bytes"] <= tk.TRT_SHARED_LIMIT and r["threads"] == 32 * r["num_warps"]
-        assert r["kernel_name"] == tk.entry_name(r["ks"], r["dtype"], r["channels"], 64, (14, 14), r["config"])
+        assert r["kernel_name"] == tk.entry_name(r["ks"], r["dtype"], r["channels"], 64, (14, 14), r["config"],
+                                                 r["prefix"])
         assert r["grid_x"] == -(-196 // cb.CONFIGS[r["config"]].kwargs["BLOCK_M"])

@@ -91,3 +91,25 @@ def test_bad_checkpoints_name_the_first_bad_block(ckpt) -> None:
         import_official(bad, NANO, arch=_spec())
     with pytest.raises(SpvitError, match="post_training_optimize_checkpoint"):
         import_official({**ckpt, "layers.0.blocks.0.attn.bconv.0.weight": torch.zeros(1)}, NANO, arch=_spec())
+
+
+def test_search_file_gives_the_kept_units(ckpt, tmp_path, x) -> None:
+    from spvit_deploy.models import dims_for
+
+    paths = [f"layers.{i}.blocks.{j}" for i in range(3) for j in range(2)]
+    search = {}
+    for path, kept, geom in zip(paths, KEPT, dims_for(NANO).blocks):
+        t = torch.zeros(geom.dense_width)
+        t[list(kept)] = 1.0
+        search[f"{path}.mlp.assigned_indicator_index"] = t
+    torch.save({"model": search, "amp": None}, tmp_path / "search.pth")
+    codes = json.dumps(nested_codes(OPS, GEOM["depths"]))
+    plain, spec = import_official(dict(ckpt), NANO, indicators=codes, search=str(tmp_path / "search.pth"))
+    assert [b.ffn_kept for b in spec.blocks] == KEPT and "ffn_kept" not in spec.extra
+    ref = official_forward(ckpt, OPS, x, **{k: GEOM[k] for k in ("depths", "heads", "window")})
+    with torch.no_grad():
+        assert (plain(x) - ref).abs().max() <= 1e-5
+    search.pop("layers.1.blocks.0.mlp.assigned_indicator_index")
+    torch.save({"model": search}, tmp_path / "short.pth")
+    with pytest.raises(SpvitError, match=r"block 2 \(layers.1.blocks.0\): .* has no layers.1.blocks.0.mlp"):
+        import_official(dict(ckpt), NANO, indicators=codes, search=str(tmp_path / "short.pth"))
