@@ -43,12 +43,49 @@ class FusedConvBlock(nn.Module):
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
+class FusedMapConvBlock(nn.Module):
+    """A deployed Swin conv block (`PlainSwinBlock` with a `MapConvAttention`) whose attention half is one
+    fused kernel on the (B, R, R, C) map (no class token); the FFN half is unchanged."""
+
+    def __init__(self, block: nn.Module, config: str | None = None) -> None:
+        super().__init__()
+        kernels = require("spvit_kernels", "triton", "the fused kernels (spvit_kernels + triton)")
+        self.norm1, self.attn, self.norm2, self.mlp = block.norm1, block.attn, block.norm2, block.mlp
+        self.config = config
+        self.register_buffer("packed_conv", kernels.pack_conv_weight(self.attn.conv.weight.detach()), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import spvit_kernels
+
+        B, H, W, C = x.shape
+        a = self.attn
+        x = spvit_kernels.fused_conv_block(
+            x.contiguous(), self.norm1.weight, self.norm1.bias, self.norm1.eps, self.packed_conv, a.conv.bias,
+            a.proj.weight, a.proj.bias, (H, W), config=self.config,
+        ).reshape(B, -1, C)
+        return (x + self.mlp(self.norm2(x))).reshape(B, H, W, C)
+
+
+def _fused(block: nn.Module, config: str | None) -> nn.Module | None:
+    from .families.swin import MapConvAttention, PlainSwinBlock
+
+    if isinstance(getattr(block, "attn", None), ConvAttention):
+        return FusedConvBlock(block, config=config)
+    if isinstance(block, PlainSwinBlock) and isinstance(block.attn, MapConvAttention):
+        return FusedMapConvBlock(block, config=config)
+    return None
+
+
 def fuse_conv_blocks(model: nn.Module, config: str | None = None) -> int:
-    """Swap every conv block of a plain network for a `FusedConvBlock`, in place; returns how many."""
+    """Swap every conv block of a plain network (any family) for its fused form, in place; returns how many."""
+    from .families import family_of
+
     n = 0
-    for i, blk in enumerate(model.blocks):
-        if isinstance(blk.attn, ConvAttention):
-            model.blocks[i] = FusedConvBlock(blk, config=config)
+    for path in family_of(model).block_paths(model):
+        fused = _fused(model.get_submodule(path), config)
+        if fused is not None:
+            parent, index = path.rsplit(".", 1)
+            model.get_submodule(parent)[int(index)] = fused  # blocks sit in an nn.Sequential
             n += 1
     return n
 

@@ -170,3 +170,12 @@ def test_paper_swin_spec_is_for_swin_models() -> None:
     spec = load_spec("paper:swin_tiny")
     assert spec.ops[:4] == ["conv1x1", "skip", "conv1x1", "skip"] and set(spec.ops[4:]) == {"msa"}
     assert [b.ffn_width for b in spec.blocks][:2] == [186, 152]
+
+
+def test_fused_stage_on_swin_maps(dense) -> None:
+    """verify's `fused` stage: Swin conv blocks as one fused kernel each (Triton interpreter here)."""
+    from spvit_deploy import verify
+
+    rep = verify(NANO, nano_spec("input"), stages=("fused",), batch=1)
+    fused = rep.checks[-1]
+    assert rep.ok and fused.detail["fused_blocks"] == 3 and fused.max_abs_diff <= 1e-4
