@@ -341,7 +341,9 @@ def markdown(results: dict[str, Any]) -> str:
         "MACs: every matmul and convolution including the attention matmuls (`spvit_deploy.macs.cost` for specs, "
         "the flop counter / 2 for the others; they agree exactly on the dense model). Latency: each exported ONNX "
         f"model (fp32, the same export rewrites for all) in its own ONNX Runtime worker, {THREADS} threads, all "
-        "models interleaved, p50 over the seeds' models.", "",
+        "models interleaved (200 iterations at batch 1, 40 at batch 64), p50 as mean ± std over the seeds' models "
+        "(identical architectures differ by up to a third at batch 64: see the per-run list); speedup: dense p50 "
+        "over the mean p50.", "",
         "| budget | method | runs | MACs (% dense) | params (k) | test top-1 | val top-1 | p50 ms b1 | p50 ms b64 | "
         "speedup b1 / b64 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in results["summary"]:
