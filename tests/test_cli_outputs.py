@@ -21,6 +21,7 @@ WRITERS: dict[str, tuple[list[str], str]] = {
     "search": (["--model", "deit_t", "--data", "no-such-data", "--no-pretrained", "--target-ratio", "0.5"], "--out"),
     "finetune": (["--model", "deit_t", "--data", "no-such-data", "--no-pretrained"], "--out"),
     "demo": ([], "--out"),
+    "profile-latency": (["--model", "no-such-model"], "--out"),
 }
 
 
@@ -50,7 +51,8 @@ def test_export_to_proc_is_one_line(capsys) -> None:
 @pytest.mark.parametrize("command, option", [(c, o) for c, opts in OUTPUT_FILES.items() for o in opts])
 def test_file_outputs_refuse_a_folder(command: str, option: str, tmp_path: Path, capsys) -> None:
     extra = {"export": ["--run", "r"], "build-engine": ["--run", "r"],
-             "import-official": ["--model", "deit_t", "--search-ckpt", "s.pth"]}[command]
+             "import-official": ["--model", "deit_t", "--search-ckpt", "s.pth"],
+             "profile-latency": ["--model", "deit_t"]}[command]
     flag = "--" + option.replace("_", "-")
     argv = [command, *extra, flag, str(tmp_path)]
     if flag != "--out" and command == "build-engine":

@@ -38,6 +38,9 @@ LAYER_OF = {
     "spvit_deploy.cli.build_engine": "engine",
     "spvit_deploy.cli.benchmark": "bench",
     "spvit_deploy.cli.export_triton": "serve",
+    # the latency table and its predictor serve the search (core); profiling and measuring export and time (bench)
+    "spvit_deploy.latency": "core", "spvit_deploy.latency.profile": "bench", "spvit_deploy.latency.measure": "bench",
+    "spvit_deploy.cli.latency_options": "train", "spvit_deploy.cli.profile_latency": "bench",
 }
 # known exceptions, each with its reason; remove an entry when its cause is fixed
 ALLOWED = {
@@ -47,6 +50,11 @@ ALLOWED = {
     ("spvit_deploy.train.demo", "spvit_deploy.export.source"),
     ("spvit_deploy.train.demo", "spvit_deploy.bench.benchmark"),
     ("spvit_deploy.train.report", "spvit_deploy.bench.environment"),
+    # a latency table is checked against this machine (CPU model and flags, library versions) where it is
+    # used, the search included; bench.environment reads /proc and package metadata only
+    ("spvit_deploy.latency.table", "spvit_deploy.bench.environment"),
+    # compress with a latency table measures the materialized network on the table's runtime (as the demo does)
+    ("spvit_deploy.train.pipeline", "spvit_deploy.latency.measure"),
 }
 
 

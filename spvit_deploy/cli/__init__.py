@@ -24,6 +24,7 @@ COMMANDS = {
     "demo": "demo",
     "export": "export",
     "benchmark": "benchmark",
+    "profile-latency": "profile_latency",
 }
 
 # the options that name a file a command writes; any other --out or --repo names a folder it writes
@@ -31,6 +32,7 @@ OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "export": ("out",),
     "build-engine": ("out", "keep_onnx", "timing_cache"),
     "import-official": ("spec_out",),
+    "profile-latency": ("out",),
 }
 OUTPUT_FOLDERS = ("out", "repo")
 

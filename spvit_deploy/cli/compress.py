@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from .latency_options import print_latency
 from .train_options import add_train_options, config_from_args, print_result
 
 
@@ -23,4 +24,5 @@ def run(args: argparse.Namespace) -> int:
                    progress=not args.no_progress)
     if rep:  # rank 0
         print_result(args, rep, args.out)
+        print_latency(args, rep)
     return 0

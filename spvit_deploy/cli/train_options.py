@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from .common import add_json_option, add_model_options
+from .latency_options import add_latency_options, latency_given
 
 
 def add_train_options(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
@@ -23,6 +24,7 @@ def add_train_options(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> No
         t = g.add_mutually_exclusive_group(required=True)
         t.add_argument("--target-gmacs", type=float, default=None, help="MACs budget in GMACs")
         t.add_argument("--target-ratio", type=float, default=None, help="MACs budget as a fraction of the dense model")
+        add_latency_options(p, t)
     o = p.add_argument_group("training (defaults: the official SPViT recipe for the model's size)")
     if "search" in stages:
         o.add_argument("--search-epochs", type=int, default=None)
@@ -90,6 +92,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "amp": args.amp, "clip_grad": args.clip_grad, "seed": args.seed, "checkpoint_every": args.checkpoint_every,
         "search_epochs": getattr(args, "search_epochs", None), "search_gate_lr": getattr(args, "gate_lr", None),
         "search_lam": getattr(args, "lam", None), "finetune_epochs": getattr(args, "finetune_epochs", None),
+        **latency_given(args),
     }
     for stage in ("search", "finetune"):
         given.update({f"{stage}_lr": args.lr, f"{stage}_min_lr": args.min_lr,

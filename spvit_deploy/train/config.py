@@ -73,6 +73,12 @@ class TrainConfig:
     data: DataConfig
     target_gmacs: float = 0.0  # absolute target; 0 when `target_ratio` is used
     target_ratio: float = 0.0  # fraction of the dense MACs; 0 when `target_gmacs` is used
+    # latency targets (one target in all): milliseconds, or a speedup over the dense model, both predicted by
+    # the latency table `latency_lut` (`spvit-deploy profile-latency`) at `latency_batch` (0: its only batch, or 1)
+    target_latency_ms: float = 0.0
+    target_speedup: float = 0.0
+    latency_lut: str = ""
+    latency_batch: int = 0
     pretrained: bool = False
     checkpoint: str = ""  # dense weights; "" with pretrained=False means random weights
     img_size: int = 0  # 0: the model's
@@ -118,7 +124,13 @@ class TrainConfig:
             (bool(self.model), "model must be named"),
             (bool(d.root), "data root must be given (--data DIR)"),
             (self.target_gmacs >= 0 and self.target_ratio >= 0, "targets must be positive"),
-            (not (self.target_gmacs and self.target_ratio), "give either --target-gmacs or --target-ratio, not both"),
+            (self.target_latency_ms >= 0 and self.target_speedup >= 0 and self.latency_batch >= 0,
+             "latency targets and --latency-batch must be positive"),
+            (sum(bool(t) for t in (self.target_gmacs, self.target_ratio, self.target_latency_ms,
+                                   self.target_speedup)) <= 1,
+             "give one target of --target-gmacs, --target-ratio, --target-latency-ms, --target-speedup, not both"),
+            (bool(self.latency_lut) or not (self.target_latency_ms or self.target_speedup),
+             "--target-latency-ms and --target-speedup need --latency-lut lut.json (spvit-deploy profile-latency)"),
             (self.target_ratio <= 1.0, f"--target-ratio {self.target_ratio} must be in (0, 1]"),
             (not (self.pretrained and self.checkpoint), "give either --pretrained or --checkpoint, not both"),
             (d.batch_size >= 1 and d.eval_batch_size >= 0 and d.workers >= 0,
@@ -141,7 +153,8 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "--checkpoint-every must be >= 1"),
             (self.img_size >= 0 and self.num_classes >= 0, "--img-size and --num-classes must be positive"),
         ]
-        numbers = [self.target_gmacs, self.target_ratio, s.lr, s.gate_lr, s.lam, f.lr, self.distill_tau, self.clip_grad]
+        numbers = [self.target_gmacs, self.target_ratio, self.target_latency_ms, self.target_speedup, s.lr, s.gate_lr,
+                   s.lam, f.lr, self.distill_tau, self.clip_grad]
         if not all(math.isfinite(x) for x in numbers):
             raise SpvitError("config values must be finite numbers")
         for ok, message in checks:

@@ -27,13 +27,15 @@ from ..models import create_dense, dims_for, resolve_model_name
 from ..spec import ArchSpec, load_spec, resolve_spec
 from .config import TrainConfig
 from .data import Data, build_data
+from .search import LatencyTarget
 from .folders import check_image_folder
 from .loop import LoopOptions, MetricsLog, Runtime, close_runtime, evaluate_top, resolve_amp, run_stage, setup_runtime
 
 SEARCH_WEIGHTS = "search.safetensors"
 # fields that do not change what a stage computes; a resume may change them
 FREE_FIELDS = {"checkpoint_every", "data.workers", "data.eval_batch_size", "recipe"}
-STAGE_FIELDS = {"search": ("finetune.",), "finetune": ("search.", "target_gmacs", "target_ratio")}  # ignored per stage
+STAGE_FIELDS = {"search": ("finetune.",),  # ignored per stage
+                "finetune": ("search.", "target_gmacs", "target_ratio", "target_latency_ms", "target_speedup")}
 
 
 @dataclass
@@ -57,11 +59,15 @@ class Job:
         return self.out / "checkpoints" / f"{stage}.pt"
 
 
-def resolve_target(cfg: TrainConfig, dims: ModelDims) -> float:
-    """The target in MACs; one-line errors when it is missing, above the dense model or unreachable."""
+def resolve_target(cfg: TrainConfig, dims: ModelDims) -> float | None:
+    """The target in MACs (None for a latency target); one-line errors when it is missing, above the dense
+    model or unreachable."""
     dense, floor = M.cost(dims).macs, dims.fixed_macs
+    if cfg.target_latency_ms or cfg.target_speedup:
+        return None
     if not (cfg.target_gmacs or cfg.target_ratio):
-        raise SpvitError("give a target: --target-gmacs X or --target-ratio R (a fraction of the dense MACs)")
+        raise SpvitError("give a target: --target-gmacs X or --target-ratio R (a fraction of the dense MACs), "
+                         "or --target-latency-ms X / --target-speedup R with --latency-lut")
     target = cfg.target_gmacs * 1e9 if cfg.target_gmacs else cfg.target_ratio * dense
     if target > dense * (1 + 1e-9):
         raise SpvitError(f"target {target / 1e9:.4g} GMACs is above the dense model's {dense / 1e9:.4g} GMACs; "
@@ -72,6 +78,32 @@ def resolve_target(cfg: TrainConfig, dims: ModelDims) -> float:
     return target
 
 
+def resolve_latency(cfg: TrainConfig, dims: ModelDims) -> LatencyTarget | None:
+    """The latency table of `cfg` (checked: this machine and runtime, this model) and the latency target in
+    predicted ms; None without a table. One-line errors for a bad or foreign table and for a target faster
+    than every block skipped or slower than the dense model."""
+    if not cfg.latency_lut:
+        return None
+    from ..latency.predict import check_dims_fit, dense_prediction, floor_prediction
+    from ..latency.table import check_here, load_lut
+
+    lut = load_lut(cfg.latency_lut)
+    check_dims_fit(lut, dims, resolve_model_name(cfg.model))
+    check_here(lut, f"latency table '{cfg.latency_lut}'")
+    batch = lut.table(cfg.latency_batch or None).batch
+    dense, floor = dense_prediction(lut, batch), floor_prediction(lut, batch)
+    ms = cfg.target_latency_ms or (dense / cfg.target_speedup if cfg.target_speedup else None)
+    if ms is not None and ms > dense * (1 + 1e-9):
+        raise SpvitError(f"latency target {ms:.4g} ms is slower than the dense model ({dense:.4g} ms predicted at "
+                         f"batch {batch}); give a smaller --target-latency-ms or a --target-speedup >= 1")
+    if ms is not None and ms < floor:
+        raise SpvitError(f"latency target {ms:.4g} ms is faster than the fastest reachable {floor:.4g} ms (every "
+                         f"attention skipped, every FFN unit pruned; speedup {dense / floor:.3g}x at batch {batch}); "
+                         "give a larger target")
+    return LatencyTarget(lut=lut, batch=batch, dense_ms=dense, floor_ms=floor, ms=ms,
+                         speedup=cfg.target_speedup or None)
+
+
 def check_inputs(cfg: TrainConfig, need_target: bool) -> tuple[ModelDims, float | None]:
     """Cheap checks before anything is built: data layout, class count, model name, target."""
     cfg.validate()
@@ -80,7 +112,9 @@ def check_inputs(cfg: TrainConfig, need_target: bool) -> tuple[ModelDims, float 
         raise SpvitError(f"--num-classes {cfg.num_classes} but {cfg.data.root}/train has {len(classes)} class "
                          "folders; drop --num-classes or fix the data")
     dims = dims_for(cfg.model, num_classes=len(classes), img_size=cfg.img_size or None)
-    return dims, resolve_target(cfg, dims) if need_target else None
+    target = resolve_target(cfg, dims) if need_target else None
+    resolve_latency(cfg, dims)  # a bad table or an unreachable latency target fails before anything is built
+    return dims, target
 
 
 def open_job(cfg: TrainConfig, out: str | Path, stages: tuple[str, ...], resume: bool, device: str = "auto",
@@ -176,10 +210,12 @@ def dense_eval(job: Job) -> dict[str, Any]:
     return res
 
 
-def run_search(job: Job, target_macs: float) -> tuple[nn.Module, ArchSpec]:
-    """Search, then derive the spec at the target; writes `arch.json` and `search.safetensors`."""
+def run_search(job: Job, target_macs: float | None, latency: LatencyTarget | None = None
+               ) -> tuple[nn.Module, ArchSpec]:
+    """Search, then derive the spec at the target (MACs, or `latency.ms` predicted); writes `arch.json` and
+    `search.safetensors`."""
     from ..supernet import derive_spec, to_supernet
-    from .search import derive_for_target, search_stage
+    from .search import derive_for_latency, derive_for_target, search_stage
 
     supernet = to_supernet(copy.deepcopy(job.dense).requires_grad_(True)).to(job.rt.device)
 
@@ -187,9 +223,14 @@ def run_search(job: Job, target_macs: float) -> tuple[nn.Module, ArchSpec]:
         gm = M.cost(job.dims, derive_spec(supernet, job.model_name)).gmacs
         return {**evaluate_top(supernet, job.data, job.rt, job.amp), "gmacs": gm}
 
-    stage = search_stage(supernet, job.teacher, job.cfg, target_macs / 1e9, job.data.steps_per_epoch, evaluate)
+    stage = search_stage(supernet, job.teacher, job.cfg, target_macs / 1e9 if target_macs else None,
+                         job.data.steps_per_epoch, evaluate, latency=latency)
     run_stage(stage, job.data, job.rt, job.opts, job.ckpt("search"), job.log, job.resume)
-    spec = derive_for_target(supernet, job.model_name, target_macs)
+    if target_macs is None:
+        assert latency is not None and latency.ms is not None
+        spec = derive_for_latency(supernet, job.model_name, latency)
+    else:
+        spec = derive_for_target(supernet, job.model_name, target_macs)
     if job.rt.is_main:
         from safetensors.torch import save_file
 
@@ -199,8 +240,14 @@ def run_search(job: Job, target_macs: float) -> tuple[nn.Module, ArchSpec]:
             save_file({k: v.detach().cpu().contiguous() for k, v in supernet.state_dict().items()}, str(tmp))
         spec.save(job.out / "arch.json")
         got = M.cost(job.dims, spec).gmacs
-        print(f"search: derived {got:.4g} GMACs for a target of {target_macs / 1e9:.4g} "
-              f"({100 * (got * 1e9 / target_macs - 1):+.2f}%): {' '.join(spec.ops)}", file=sys.stderr)
+        if target_macs is None:
+            assert latency is not None and latency.ms is not None
+            ms = spec.extra["predicted_latency_ms"]
+            print(f"search: derived {ms:.4g} ms predicted ({got:.4g} GMACs) for a target of {latency.ms:.4g} ms "
+                  f"({100 * (ms / latency.ms - 1):+.2f}%): {' '.join(spec.ops)}", file=sys.stderr)
+        else:
+            print(f"search: derived {got:.4g} GMACs for a target of {target_macs / 1e9:.4g} "
+                  f"({100 * (got * 1e9 / target_macs - 1):+.2f}%): {' '.join(spec.ops)}", file=sys.stderr)
     job.rt.barrier()
     return supernet, spec
 
@@ -252,15 +299,21 @@ def compress(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device:
     t0 = time.perf_counter()
     job = open_job(cfg, out, ("search", "finetune"), resume, device, threads, progress, dense)
     try:
-        target = resolve_target(cfg, job.dims)
+        target, latency = resolve_target(cfg, job.dims), resolve_latency(cfg, job.dims)
         dense_res = dense_eval(job)
         if resume and job.ckpt("finetune").exists() and (job.out / "arch.json").exists():
             spec = load_spec(job.out / "arch.json")  # search is done; the fine-tune checkpoint holds the weights
             supernet = search_supernet_for(job, None)
         else:
-            supernet, spec = run_search(job, target)
+            supernet, spec = run_search(job, target, latency)
         comp = run_finetune(job, supernet, spec)
-        return _report(job, dense_res, comp, spec, target, time.perf_counter() - t0)
+        measured = None
+        if latency is not None and job.rt.is_main:  # the materialized network on the table's runtime
+            from ..latency.measure import measure_run
+
+            measured = measure_run(job.out, latency.lut, latency.batch,
+                                   log=(lambda m: print(m, file=sys.stderr)) if progress else None)
+        return _report(job, dense_res, comp, spec, target, time.perf_counter() - t0, latency, measured)
     finally:
         close_runtime(job.rt)
 
@@ -272,10 +325,10 @@ def search(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: s
     t0 = time.perf_counter()
     job = open_job(cfg, out, ("search",), resume, device, threads, progress)
     try:
-        target = resolve_target(cfg, job.dims)
+        target, latency = resolve_target(cfg, job.dims), resolve_latency(cfg, job.dims)
         dense_res = dense_eval(job)
-        _, spec = run_search(job, target)
-        return _report(job, dense_res, None, spec, target, time.perf_counter() - t0)
+        _, spec = run_search(job, target, latency)
+        return _report(job, dense_res, None, spec, target, time.perf_counter() - t0, latency)
     finally:
         close_runtime(job.rt)
 
@@ -307,11 +360,14 @@ def finetune(cfg: TrainConfig, out: str | Path, *, arch: str | Path | None = Non
 
 
 def _report(job: Job, dense: dict[str, Any], comp: dict[str, Any] | None, spec: ArchSpec, target: float | None,
-            seconds: float) -> dict[str, Any]:
-    from .report import write_report
+            seconds: float, latency: LatencyTarget | None = None, measured: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    from .report import latency_section, write_report
 
     rep: dict[str, Any] = {}
     if job.rt.is_main:
-        rep = write_report(job.out, job.cfg, job.dims, dense, comp, spec, target, seconds, world=job.rt.world)
+        lat = latency_section(latency, spec, measured) if latency is not None else None
+        rep = write_report(job.out, job.cfg, job.dims, dense, comp, spec, target, seconds, world=job.rt.world,
+                           latency=lat)
     job.rt.barrier()
     return rep

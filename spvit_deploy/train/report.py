@@ -79,9 +79,27 @@ def plot_search(rows: list[dict[str, Any]], target_gmacs: float | None, dense_gm
     return True
 
 
+def latency_section(latency: Any, spec: ArchSpec, measured: dict[str, Any] | None) -> dict[str, Any]:
+    """Target vs predicted vs measured latency (a `search.LatencyTarget` and `latency.measure_run`'s result)."""
+    from ..latency.predict import predict_latency
+
+    pred = predict_latency(spec, latency.lut, latency.batch).total_ms
+    sec = {**latency.to_dict(), "predicted_ms": round(pred, 4),
+           "predicted_speedup": round(latency.dense_ms / pred, 4), "measured": measured}
+    if measured:
+        sec["prediction_error"] = round(pred / measured["compressed_ms"] - 1, 4)
+        if latency.ms is not None:
+            sec["measured_vs_target"] = round(measured["compressed_ms"] / latency.ms - 1, 4)
+        if latency.speedup:
+            sec["measured_speedup_vs_target"] = round(measured["speedup"] / latency.speedup - 1, 4)
+    return sec
+
+
 def write_report(out: Path, cfg: TrainConfig, dims: ModelDims, dense: dict[str, Any], comp: dict[str, Any] | None,
-                 spec: ArchSpec, target_macs: float | None, seconds: float, world: int = 1) -> dict[str, Any]:
-    """Write `report.json`, `report.md` and the search plot into `out`; the report."""
+                 spec: ArchSpec, target_macs: float | None, seconds: float, world: int = 1,
+                 latency: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `report.json`, `report.md` and the search plot into `out`; the report (`latency`: the
+    `latency_section` of a run with a latency table)."""
     rows = read_metrics(out)
     cost = M.cost(dims, spec)
     target = target_macs / 1e9 if target_macs else None
@@ -109,11 +127,35 @@ def write_report(out: Path, cfg: TrainConfig, dims: ModelDims, dense: dict[str, 
         "processes": world,
         "config": cfg.to_dict(),
     }
+    if latency is not None:
+        rep["latency"] = latency
     if plot_search(rows, target, dense["gmacs"], out / PLOT_FILE):
         rep["plot"] = PLOT_FILE
     write_json(out / "report.json", rep)
     write_text(out / "report.md", render_markdown(rep))
     return rep
+
+
+def render_latency(lat: dict[str, Any]) -> list[str]:
+    m = lat.get("measured")
+    head = (f"## Latency ({lat['backend']}, {lat['precision']}, batch {lat['batch']}, {lat['threads']} threads)")
+    lines = ["", head, "", "| | dense (ms) | compressed (ms) | speedup |", "|---|---:|---:|---:|"]
+    if lat["target_ms"] is not None:
+        sp = f"{lat['target_speedup']:.3g}x" if lat["target_speedup"] else f"{lat['dense_predicted_ms'] / lat['target_ms']:.3g}x"
+        lines.append(f"| target | | {lat['target_ms']:.4g} | {sp} |")
+    lines.append(f"| predicted (latency table) | {lat['dense_predicted_ms']:.4g} | {lat['predicted_ms']:.4g} | "
+                 f"{lat['predicted_speedup']:.3g}x |")
+    if m:
+        lines.append(f"| measured (p50, {m['iters']} iterations) | {m['dense_ms']:.4g} | {m['compressed_ms']:.4g} | "
+                     f"{m['speedup']:.3g}x |")
+        lines += ["", f"Prediction error {100 * lat['prediction_error']:+.1f}% of the measured latency"
+                  + (f"; measured speedup {100 * lat['measured_speedup_vs_target']:+.1f}% off the target"
+                     if "measured_speedup_vs_target" in lat else "")
+                  + (f"; measured latency {100 * lat['measured_vs_target']:+.1f}% off the target"
+                     if "measured_vs_target" in lat and "measured_speedup_vs_target" not in lat else "") + "."]
+    else:
+        lines += ["", "Not measured (the search stage alone; `compress` measures the materialized network)."]
+    return lines
 
 
 def _pick(d: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -137,6 +179,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| compressed | {c['top1']:.2f} | {c['top5']:.2f} | {c['gmacs']:.4g} | {c['params'] / 1e6:.3f} |")
         lines += ["", f"MACs: {100 * c['macs_ratio']:.1f}% of the dense model; top-1 change "
                   f"{c['top1'] - d['top1']:+.2f} points (val/)."]
+    if rep.get("latency"):
+        lines += render_latency(rep["latency"])
     lines += ["", "## Per-block choices", "", "| block | attention | FFN units kept | GMACs |", "|---|---|---|---|"]
     lines += [f"| {b['block']} | {b['attn']} | {b['ffn_width']} / {b['ffn_dense']} | {b['gmacs']:.4g} |"
               for b in rep["blocks"]]

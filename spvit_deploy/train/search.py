@@ -1,20 +1,25 @@
 """Stage 2a, gate search: the supernet's weights and its gates train together; the complexity
 loss lambda * (T - F)^2, F the supernet's differentiable GMACs, pulls the architecture to the
 target T; `derive_for_target` then reads the architecture off the gates so that it lands on T.
+With a latency target (`LatencyTarget`, from a measured latency table) F is the predicted latency
+instead (`supernet_latency`), the loss lambda * dense_GMACs^2 * ((T - F) / dense_ms)^2 pulls as hard
+as the MACs loss at the same relative miss, and `derive_for_latency` lands on the predicted T.
 
 Two AdamW optimizers, as in the official recipe: the weights (weight decay on matrices), and
 the gate and head-mixing logits (no weight decay, their own learning rate).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import macs as M
 from ..families import ModelDims
+from ..latency.table import LatencyTable
 from ..models import model_dims
 from ..spec import ArchSpec, BlockSpec
 from ..supernet import derive_spec, supernet_macs
@@ -38,11 +43,42 @@ def complexity_loss(supernet: nn.Module, target_gmacs: float, lam: float,
     return lam * (target_gmacs - f) ** 2, f
 
 
-def search_stage(supernet: nn.Module, teacher: nn.Module | None, cfg: TrainConfig, target_gmacs: float,
-                 steps_per_epoch: int, evaluate: Any) -> Stage:
-    """The search as a `Stage` for `run_stage`."""
+@dataclass(frozen=True)
+class LatencyTarget:
+    """A latency table at one batch size and, for a latency-targeted search, the target in predicted ms
+    (`ms` None: the table only reports predicted and measured latency beside a MACs target)."""
+
+    lut: LatencyTable
+    batch: int
+    dense_ms: float  # predicted
+    floor_ms: float  # predicted, every block skipped and every FFN pruned
+    ms: float | None = None
+    speedup: float | None = None  # as asked (--target-speedup), else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.lut.backend, "precision": self.lut.precision, "threads": self.lut.threads,
+                "batch": self.batch, "target_ms": None if self.ms is None else round(self.ms, 4),
+                "target_speedup": self.speedup, "dense_predicted_ms": round(self.dense_ms, 4),
+                "floor_predicted_ms": round(self.floor_ms, 4)}
+
+
+def latency_loss(supernet: nn.Module, target: LatencyTarget, lam: float, dense_gmacs: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lambda * dense_GMACs^2 * ((T - F) / dense_ms)^2, F), F the predicted ms of the gates' architecture."""
+    from ..latency.predict import supernet_latency
+
+    assert target.ms is not None
+    f = supernet_latency(supernet, target.lut, target.batch)
+    return lam * dense_gmacs**2 * ((target.ms - f) / target.dense_ms) ** 2, f
+
+
+def search_stage(supernet: nn.Module, teacher: nn.Module | None, cfg: TrainConfig, target_gmacs: float | None,
+                 steps_per_epoch: int, evaluate: Any, latency: LatencyTarget | None = None) -> Stage:
+    """The search as a `Stage` for `run_stage`; with `latency.ms` set the complexity loss is the latency one."""
     s = cfg.search
     dims = model_dims(supernet)
+    dense_gmacs = M.cost(dims).gmacs
+    by_latency = latency is not None and latency.ms is not None
     no_decay = set(getattr(supernet, "no_weight_decay", lambda: set())())
     named = [(n, p) for n, p in supernet.named_parameters() if p.requires_grad]
     weights = [(n, p) for n, p in named if not is_gate_param(n)]
@@ -61,6 +97,14 @@ def search_stage(supernet: nn.Module, teacher: nn.Module | None, cfg: TrainConfi
         out = model(x)
         t = teacher_logits(teacher, x) if teacher is not None else None
         loss, parts = combined_loss(out, y, t, cfg.distill, cfg.distill_alpha, cfg.data.smoothing, cfg.distill_tau)
+        if by_latency:
+            assert latency is not None
+            closs, ms = latency_loss(supernet, latency, s.lam, dense_gmacs)
+            with torch.no_grad():
+                f = supernet_macs(supernet, dims) / 1e9
+            return loss + closs, {**parts, "complexity": float(closs.detach()), "gmacs": float(f),
+                                  "latency_ms": float(ms.detach())}
+        assert target_gmacs is not None
         closs, f = complexity_loss(supernet, target_gmacs, s.lam, dims)
         return loss + closs, {**parts, "complexity": float(closs.detach()), "gmacs": float(f.detach())}
 
@@ -112,6 +156,67 @@ def derive_for_target(supernet: nn.Module, model_name: str, target_macs: float, 
         start += width
     fitted = replace(spec, blocks=tuple(blocks), source="search")
     return _with_extra(fitted, target_macs, first, "p > 0.5, then fitted to the target by gate logits")
+
+
+def derive_for_latency(supernet: nn.Module, model_name: str, target: LatencyTarget, tolerance: float = 0.02
+                       ) -> ArchSpec:
+    """The searched architecture, landing on the predicted latency target: as `derive_for_target`, with each
+    block's op and FFN priced by the latency table (an FFN unit costs what its block's FFN curve adds at that
+    width), so the FFN units ranked across blocks are kept while the predicted total fits the target."""
+    from ..latency.predict import ffn_curve, predict_latency
+
+    assert target.ms is not None
+    goal = target.ms
+    spec = derive_spec(supernet, model_name, source="search")
+    first = predict_latency(spec, target.lut, target.batch).total_ms
+    if abs(first - goal) <= tolerance * goal:
+        return _with_latency_extra(spec, target, first, first, "p > 0.5")
+    lut, t = target.lut, target.lut.table(target.batch)
+    gi = lut.group_of_block()
+    attn = [dict(t.groups[g].attn_ms, skip=0.0) for g in gi]
+    curves = [ffn_curve(lut.groups[g].widths, t.groups[g].ffn_ms) for g in gi]
+    blocks_ = supernet_blocks(supernet)
+    attn_logits = [blk.attn.gates.logits.detach().float().cpu() for blk in blocks_]
+    levels = [LEVELS.index(op) for op in spec.ops]
+
+    def ffn_budget() -> float:
+        return goal - t.fixed_ms - sum(a[LEVELS[lv]] for a, lv in zip(attn, levels))
+
+    while ffn_budget() < 0 and any(levels):  # the ops alone overshoot: turn off the least confident top gate
+        i = min((i for i, lv in enumerate(levels) if lv > 0), key=lambda i: float(attn_logits[i][levels[i] - 1]))
+        levels[i] -= 1
+    while ffn_budget() > sum(c[-1] for c in curves) and min(levels) < 3:  # undershoot: most confident next gate on
+        i = max((i for i, lv in enumerate(levels) if lv < 3), key=lambda i: float(attn_logits[i][levels[i]]))
+        levels[i] += 1
+    ffn_logits = torch.cat([blk.mlp.gates.logits.detach().float().cpu() for blk in blocks_])
+    owner = np.concatenate([np.full(len(c) - 1, i) for i, c in enumerate(curves)])
+    order = torch.argsort(ffn_logits, descending=True, stable=True).numpy()
+    width = [0] * len(curves)
+    budget, spent, keep, best = ffn_budget(), 0.0, 0, abs(ffn_budget())
+    for k, u in enumerate(order, 1):  # the most confident units while the predicted total approaches the target
+        b = int(owner[u])
+        spent += float(curves[b][width[b] + 1] - curves[b][width[b]])
+        width[b] += 1
+        if abs(budget - spent) < best:
+            keep, best = k, abs(budget - spent)
+        if spent > budget:
+            break
+    kept = np.zeros(len(owner), dtype=bool)
+    kept[order[:keep]] = True
+    blocks, start = [], 0
+    for lv, c in zip(levels, curves):
+        n = len(c) - 1
+        blocks.append(BlockSpec(attn=LEVELS[lv], ffn_kept=tuple(int(k) for k in np.nonzero(kept[start:start + n])[0])))
+        start += n
+    fitted = replace(spec, blocks=tuple(blocks), source="search")
+    got = predict_latency(fitted, lut, target.batch).total_ms
+    return _with_latency_extra(fitted, target, first, got, "p > 0.5, then fitted to the latency target by gate logits")
+
+
+def _with_latency_extra(spec: ArchSpec, target: LatencyTarget, first_ms: float, got_ms: float, rule: str) -> ArchSpec:
+    return replace(spec, extra={"target_latency_ms": round(target.ms or 0.0, 4), "gates_latency_ms": round(first_ms, 4),
+                                "predicted_latency_ms": round(got_ms, 4), "latency_batch": target.batch,
+                                "latency_backend": target.lut.backend, "rule": rule})
 
 
 def _with_extra(spec: ArchSpec, target_macs: float, first_macs: int, rule: str) -> ArchSpec:

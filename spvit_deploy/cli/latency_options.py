@@ -1,0 +1,42 @@
+"""The latency-target options of `compress` and `search`: `--target-latency-ms X` or `--target-speedup R`
+(in the targets' mutually exclusive group) with `--latency-lut lut.json` and `--latency-batch B`."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_latency_options(p: argparse.ArgumentParser, targets: Any) -> None:
+    targets.add_argument("--target-latency-ms", type=float, default=None,
+                         help="latency budget in ms on the runtime of --latency-lut (predicted by the table, "
+                              "measured after compress)")
+    targets.add_argument("--target-speedup", type=float, default=None,
+                         help="latency budget as a speedup over the dense model on the runtime of --latency-lut")
+    g = p.add_argument_group("latency (spvit-deploy profile-latency)")
+    g.add_argument("--latency-lut", default=None,
+                   help="latency table from 'spvit-deploy profile-latency' (with a MACs target: report predicted "
+                        "and measured latency)")
+    g.add_argument("--latency-batch", type=int, default=None,
+                   help="batch size of the table to use (default: its only one, or 1)")
+
+
+def latency_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the latency options set (None: not given)."""
+    return {"target_latency_ms": getattr(args, "target_latency_ms", None),
+            "target_speedup": getattr(args, "target_speedup", None),
+            "latency_lut": getattr(args, "latency_lut", None), "latency_batch": getattr(args, "latency_batch", None)}
+
+
+def print_latency(args: argparse.Namespace, rep: dict[str, Any]) -> None:
+    """One line: target vs predicted vs measured latency (nothing with --json or without a table)."""
+    lat = rep.get("latency")
+    if not lat or args.json:
+        return
+    parts = [f"latency ({lat['backend']}, batch {lat['batch']}):"]
+    if lat["target_ms"] is not None:
+        parts.append(f"target {lat['target_ms']:.4g} ms" + (f" ({lat['target_speedup']:.3g}x)" if lat["target_speedup"] else ""))
+    parts.append(f"predicted {lat['predicted_ms']:.4g} ms ({lat['predicted_speedup']:.3g}x)")
+    m = lat.get("measured")
+    if m:
+        parts.append(f"measured {m['compressed_ms']:.4g} ms vs dense {m['dense_ms']:.4g} ms ({m['speedup']:.3g}x)")
+    print("  ".join(parts))

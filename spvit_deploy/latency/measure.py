@@ -1,0 +1,86 @@
+"""Measured latency of architectures on a latency table's runtime, the way the table was measured
+(same export, threads, workers and statistic): `measure_specs` for many specs of one model (the
+predictor's accuracy benchmark), `measure_run` for a compress run folder against its dense model.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..spec import ArchSpec
+from .table import LatencyTable, check_here
+
+
+def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequence[int] | None = None, *,
+                  iters: int = 20, warmup: int = 3, rounds: int = 4, seed: int = 0,
+                  log: Callable[[str], None] | None = None) -> dict[str, dict[int, dict[str, Any]]]:
+    """{label: {batch: timing row (p50_ms, ...)}} of every spec (all of `lut.model`), on the table's backend
+    with its threads, exported as the table's networks were."""
+    import torch
+
+    from ..bench.settings import BenchSettings
+    from ..export.onnx import export_onnx
+    from ..materialization import materialize
+    from ..model_source import randomize_constants
+    from ..models import create_dense
+    from ..supernet import to_supernet
+    from .predict import check_spec_fits
+    from .profile import MAX_WORKERS, batch_settings, chunks
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    check_here(lut)
+    for s in specs.values():
+        check_spec_fits(s, lut)
+    batches = tuple(batches or lut.batches)
+    settings = BenchSettings(backends=(lut.backend,), batches=batches, threads=lut.threads, iters=iters,
+                             warmup=warmup, rounds=rounds, seed=seed)
+    torch.manual_seed(seed)
+    dense = randomize_constants(create_dense(lut.model, num_classes=lut.num_classes, img_size=lut.img_size), seed)
+    supernet = to_supernet(copy.deepcopy(dense.eval())).eval()
+    out: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in specs}
+    with tempfile.TemporaryDirectory(prefix="spvit-latmeasure-") as tmp:
+        paths = {}
+        for k, (label, spec) in enumerate(specs.items(), 1):
+            path = Path(tmp) / f"{k}.onnx"
+            spec = spec.with_overrides(num_classes=lut.num_classes)
+            if lut.backend in ("torch", "torch-cuda"):
+                path = path.with_suffix(".pt")
+                torch.save(materialize(supernet, spec).float().cpu().eval(), str(path))
+            else:
+                export_onnx(materialize(supernet, spec), path, spec=spec, check_batches=(1,), seed=seed)
+            paths[label] = str(path)
+            say(f"[{k}/{len(specs)}] {label}: exported")
+        from ..bench.benchmark import time_interleaved
+
+        labels = list(paths)
+        shape = (3, lut.img_size, lut.img_size)
+        for batch in batches:
+            for chunk in chunks(labels, MAX_WORKERS):
+                say(f"timing batch {batch}: {chunk[0]} .. {chunk[-1]}")
+                rows, _ = time_interleaved(lut.backend, {k: paths[k] for k in chunk}, batch, shape,
+                                           batch_settings(settings, batch))
+                for k in chunk:
+                    out[k][batch] = {key: rows[k][key] for key in ("p50_ms", "p90_ms", "mean_ms", "min_ms",
+                                                                  "iters", "other_cpu_pct")}
+    return out
+
+
+def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 30, warmup: int = 3,
+                rounds: int = 5, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The run's materialized network against its dense model on the table's runtime at `batch`,
+    interleaved (`spvit_deploy.bench` with the table's backend and threads): p50 ms of each, the speedup."""
+    from ..bench.benchmark import measure_model
+    from ..bench.settings import BenchSettings
+
+    check_here(lut)
+    settings = BenchSettings(backends=(lut.backend,), batches=(batch,), threads=lut.threads, iters=iters,
+                             warmup=warmup, rounds=rounds)
+    section = measure_model(settings, run=run, log=log)
+    rows = {r["variant"]: r for r in section["rows"] if r["batch"] == batch and r["backend"] == lut.backend}
+    d, c = rows["dense"]["p50_ms"], rows["compressed"]["p50_ms"]
+    return {"backend": lut.backend, "batch": batch, "threads": lut.threads, "iters": iters,
+            "dense_ms": round(d, 4), "compressed_ms": round(c, 4), "speedup": round(d / c, 4),
+            "other_cpu_pct": rows["compressed"].get("other_cpu_pct")}

@@ -1,0 +1,117 @@
+"""profile-latency and the latency targets of compress/search from the command line: bad input is one line
+and exit status 2, nothing is written; profiling the nano ViT on the torch backend writes a loadable table."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spvit_deploy.cli import main
+from spvit_deploy.latency.table import load_lut
+
+from latency_testing import NANO, fake_lut_dict
+
+
+def one_line_error(capsys, argv, message) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--backend", "onnxruntime", "--fp16"], "--fp16 is for --backend tensorrt"),
+    (["--backend", "tensorrt"], "the tensorrt backend profiles fp16 engines: pass --fp16"),
+    (["--backend", "tensorrt", "--fp16"], "cannot profile on tensorrt here, nothing was measured"),
+    (["--batch", "0"], "--batch takes positive integers"),
+    (["--width-steps", "0"], "--width-steps must be >= 1"),
+])
+def test_profile_bad_input(tmp_path, capsys, extra, message) -> None:
+    one_line_error(capsys, ["profile-latency", "--model", NANO, "--out", str(tmp_path / "lut.json"), *extra], message)
+    assert not (tmp_path / "lut.json").exists()
+
+
+def test_profile_out_is_a_folder(tmp_path, capsys) -> None:
+    one_line_error(capsys, ["profile-latency", "--model", NANO, "--out", str(tmp_path)], "is a folder")
+
+
+def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monkeypatch) -> None:
+    """The real graphs are made (torch backend: the materialized modules), the timing is replaced by known
+    whole-network latencies, so the table's arithmetic is checked exactly (chunks of 3 networks + base)."""
+    import spvit_deploy.bench.benchmark as bench
+    import spvit_deploy.latency.profile as prof
+
+    per_block = {"msa": 0.5, "conv3x3": 0.2, "conv1x1": 0.1, "ffn256": 0.4}
+    bases = iter([1.0, 1.1])  # the base network drifts between chunks; each chunk's own base is used
+    made = {}
+
+    def fake_time(backend, paths, batch, input_shape, settings):
+        assert backend == "torch" and batch == 2 and settings.threads is None
+        made.update(paths)
+        base = next(bases)
+        rows = {}
+        for k in paths:
+            op = k.split(":")[-1]
+            ms = base + 6 * per_block[op] if k.startswith("g0:") else (base + 9.0 if k == "dense" else base)
+            rows[k] = {"p50_ms": ms, "p90_ms": ms, "iters": 2, "other_cpu_pct": 0.0}
+        return rows, {}
+
+    monkeypatch.setattr(bench, "time_interleaved", fake_time)
+    monkeypatch.setattr(prof, "MAX_WORKERS", 4)
+    out = tmp_path / "lut.json"
+    assert main(["profile-latency", "--model", NANO, "--backend", "torch", "--batch", "2", "--width-steps", "1",
+                 "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    lut = load_lut(out)
+    assert lut.backend == "torch" and lut.precision == "fp32" and sorted(lut.batches) == [2]
+    assert [g.widths for g in lut.groups] == [(0, 256)] and lut.groups[0].blocks == tuple(range(6))
+    assert lut.environment["cpu_model"] and "torch" in lut.environment["libraries"]
+    assert set(made) == {"base", "g0:msa", "g0:conv3x3", "g0:conv1x1", "g0:ffn256", "dense"}
+    assert all(p.endswith(".pt") for p in made.values())
+    t = lut.table(2)
+    assert t.fixed_ms == pytest.approx(1.05) and t.dense_ms == pytest.approx(1.1 + 9.0)  # fixed: mean of the bases
+    g = t.groups[0]
+    assert g.attn_ms == pytest.approx({k: per_block[k] for k in ("msa", "conv3x3", "conv1x1")})
+    assert g.ffn_ms == pytest.approx((0.0, 0.4))
+    assert summary["batches"][0]["batch"] == 2
+
+
+def compress_argv(digits, tmp_path, *extra) -> list[str]:
+    return ["compress", "--model", NANO, "--data", str(digits), "--no-pretrained", "--out", str(tmp_path / "run"),
+            *extra]
+
+
+def write_lut(tmp_path, **changes) -> str:
+    d = fake_lut_dict((1, 16))
+    d.update(changes)
+    p = tmp_path / "lut.json"
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target-speedup", "1.5"], "need --latency-lut lut.json"),
+    (["--target-speedup", "1.5", "--target-ratio", "0.5", "--latency-lut", "L"], "not allowed with argument"),
+    (["--target-speedup", "0.8", "--latency-lut", "L"], "is slower than the dense model"),
+    (["--target-speedup", "40", "--latency-lut", "L"], "is faster than the fastest reachable"),
+    (["--target-latency-ms", "0.5", "--latency-lut", "L", "--latency-batch", "16"], "faster than the fastest"),
+    (["--target-speedup", "1.5", "--latency-lut", "L", "--latency-batch", "4"], "batch sizes [1, 16], not 4"),
+    (["--target-speedup", "1.5", "--latency-lut", "FOREIGN"], "was measured with CPU 'Another CPU'"),
+    (["--target-speedup", "1.5", "--latency-lut", "OTHER"], "the latency table is for deit_tiny_patch16_224"),
+    (["--target-speedup", "1.5", "--latency-lut", "MISSING"], "does not exist"),
+])
+def test_compress_latency_target_bad_input(digits, tmp_path, capsys, extra, message) -> None:
+    from spvit_deploy.latency.table import here_fingerprint
+
+    foreign = {**here_fingerprint("onnxruntime", 2, "fp32"), "cpu_model": "Another CPU"}
+    paths = {"L": write_lut(tmp_path), "FOREIGN": str(tmp_path / "foreign.json"), "OTHER": str(tmp_path / "o.json"),
+             "MISSING": str(tmp_path / "missing.json")}
+    (tmp_path / "foreign.json").write_text(json.dumps({**fake_lut_dict(), "environment": foreign}))
+    (tmp_path / "o.json").write_text(json.dumps({**fake_lut_dict(), "model": "deit_tiny_patch16_224"}))
+    argv = compress_argv(digits, tmp_path, *[paths.get(a, a) for a in extra])
+    if "not allowed" in message:  # argparse's own error for two targets
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err
+        return
+    one_line_error(capsys, argv, message)
+    assert not (tmp_path / "run").exists()
