@@ -37,8 +37,10 @@ def test_profile_out_is_a_folder(tmp_path, capsys) -> None:
 def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monkeypatch) -> None:
     """The real graphs are made (torch backend: the materialized modules), the timing is replaced by known
     whole-network latencies, so the table's arithmetic is checked exactly (chunks of 3 networks + base)."""
-    import spvit_deploy.bench.benchmark as bench
-    import spvit_deploy.latency.profile as prof
+    import importlib
+
+    bench = importlib.import_module("spvit_deploy.bench.benchmark")  # the package's `benchmark` is the function
+    prof = importlib.import_module("spvit_deploy.latency.profile")
 
     per_block = {"msa": 0.5, "conv3x3": 0.2, "conv1x1": 0.1, "ffn256": 0.4}
     bases = iter([1.0, 1.1])  # the base network drifts between chunks; each chunk's own base is used
