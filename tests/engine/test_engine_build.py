@@ -38,7 +38,7 @@ def test_without_tensorrt_one_line_exit_2_nothing_written(tiny_graphs, tmp_path)
 def fake_trt(monkeypatch):
     trt = install(monkeypatch)
 
-    def compile_stub(ks, dtype, cc, config, channels, head_dim, grid, ptx_version):
+    def compile_stub(ks, dtype, cc, config, channels, head_dim, grid, ptx_version, prefix=1):
         return SimpleNamespace(kernel_name=f"k{ks}", ptx=".entry", grid_x=1, threads=128, shared_bytes=0,
                                ptx_version=f"{(ptx_version or 88) // 10}.{(ptx_version or 88) % 10}")
 

@@ -113,3 +113,21 @@ def test_search_file_gives_the_kept_units(ckpt, tmp_path, x) -> None:
     torch.save({"model": search}, tmp_path / "short.pth")
     with pytest.raises(SpvitError, match=r"block 2 \(layers.1.blocks.0\): .* has no layers.1.blocks.0.mlp"):
         import_official(dict(ckpt), NANO, indicators=codes, search=str(tmp_path / "short.pth"))
+
+
+@pytest.mark.slow
+def test_swin_t_paper_arch_imports_exactly() -> None:
+    """Swin-T's published architecture at full size (conv1x1 and skip blocks in stages 0-1, 224 px, 1000
+    classes): the imported plain network matches the official forward written from the note to 1e-5."""
+    from spvit_deploy.spec import load_spec
+
+    spec = load_spec("paper:swin_tiny")
+    geom = dict(embed=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), window=7)
+    ckpt = random_official_checkpoint(spec.ops, [b.ffn_width for b in spec.blocks], img=224, classes=1000, **geom)
+    plain, got = import_official(dict(ckpt), "swin_t", arch="paper:swin_tiny")
+    assert got.ops == spec.ops and got.skip_branch == "input"
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = plain(x)
+    ref = official_forward(ckpt, spec.ops, x, **{k: geom[k] for k in ("depths", "heads", "window")})
+    assert (ours - ref).abs().max() <= 1e-5
