@@ -28,20 +28,30 @@ VARIANTS = [
 ]
 
 
-def _compile_cli(*args: str) -> subprocess.CompletedProcess:
+def _compile_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     kernels_dir = str(Path(spvit_kernels.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([kernels_dir, *filter(None, [env.get("PYTHONPATH")])])
-    return subprocess.run([sys.executable, "-m", "spvit_kernels.compile", *args], env=env,
+    return env
+
+
+def _compile_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spvit_kernels.compile", *args], env=_compile_env(),
                           capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[tuple[str, int], dict], Path]:
     out = tmp_path_factory.mktemp("ptx")
-    proc = _compile_cli("--cc", ",".join(map(str, CCS)), "--out", str(out), "--json")
-    assert "Traceback" not in proc.stderr, proc.stderr
-    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    # one compile process per target, side by side: Triton's compile and ptxas are single-threaded
+    procs = [subprocess.Popen([sys.executable, "-m", "spvit_kernels.compile", "--cc", str(cc), "--out", str(out),
+                               "--json"], env=_compile_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cc in CCS]
+    reports = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=900)
+        assert "Traceback" not in stderr, stderr
+        reports += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     return {(r["name"], r["cc"]): r for r in reports}, out
 
 
