@@ -373,6 +373,18 @@ def _reject_skip(spec: ArchSpec) -> None:
         )
 
 
+def scatter_ffn(trimmed: torch.Tensor, dense: torch.Tensor, kept: Sequence[int], columns: bool) -> torch.Tensor:
+    """A trimmed FFN tensor placed at its `kept` units of a zero tensor shaped like `dense` (rows of fc1's
+    weight and bias, columns of fc2's weight)."""
+    idx = torch.tensor(list(kept), dtype=torch.long)
+    full = torch.zeros_like(dense)
+    if columns:
+        full[:, idx] = trimmed.to(dense.dtype)
+    else:
+        full[idx] = trimmed.to(dense.dtype)
+    return full
+
+
 @torch.no_grad()
 def _load_into_supernet(state: StateDict, spec: ArchSpec, dense: nn.Module) -> nn.Module:
     """Official weights -> the dense model's parameters -> supernet (head logits and BatchNorms)."""
@@ -392,13 +404,7 @@ def _load_into_supernet(state: StateDict, spec: ArchSpec, dense: nn.Module) -> n
             qk = state[f"{pre}qk.{rest[4:]}"] if b.attn == "msa" else val.new_zeros((2 * C, *val.shape[1:]))
             new[k] = torch.cat([qk, val])  # conv blocks never read the q/k rows
         elif part == "mlp" and rest in ("fc1.weight", "fc1.bias", "fc2.weight"):
-            kept = torch.tensor(b.ffn_kept, dtype=torch.long)
-            full = torch.zeros_like(v)
-            if rest == "fc2.weight":
-                full[:, kept] = state[pre + rest].to(v.dtype)
-            else:
-                full[kept] = state[pre + rest].to(v.dtype)
-            new[k] = full
+            new[k] = scatter_ffn(state[pre + rest], v, b.ffn_kept, columns=rest == "fc2.weight")
         else:
             new[k] = state[pre + rest]
     unset = [n for n, _ in dense.named_buffers() if n not in new]

@@ -120,6 +120,8 @@ def check_official_swin_state(state: dict[str, torch.Tensor], spec: ArchSpec, de
 @torch.no_grad()
 def _dense_state(state: dict[str, torch.Tensor], spec: ArchSpec, dense: nn.Module, paths: list[str]) -> dict[str, torch.Tensor]:
     """Official fine-tuned weights as the dense timm model's state (unused parts zero)."""
+    from .official import scatter_ffn
+
     by_path = dict(zip(paths, spec.blocks))
     new = {}
     for k, v in dense.state_dict().items():
@@ -141,13 +143,7 @@ def _dense_state(state: dict[str, torch.Tensor], spec: ArchSpec, dense: nn.Modul
             key = pre + rest
             new[k] = state[key] if key in state else torch.zeros_like(v)  # no bias table / proj in conv / skip
         elif rest in ("mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight"):
-            kept = torch.tensor(b.ffn_kept, dtype=torch.long)
-            full = torch.zeros_like(v)
-            if rest == "mlp.fc2.weight":
-                full[:, kept] = state[pre + rest].to(v.dtype)
-            else:
-                full[kept] = state[pre + rest].to(v.dtype)
-            new[k] = full
+            new[k] = scatter_ffn(state[pre + rest], v, b.ffn_kept, columns=rest == "mlp.fc2.weight")
         else:
             new[k] = state[pre + rest]
     return new

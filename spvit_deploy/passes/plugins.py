@@ -159,6 +159,23 @@ def _linear(x: Any, ops: tuple[str, ...] = ("MatMul",)) -> tuple[Any, np.ndarray
     return mm, w, None
 
 
+def _linear_conv(conv: Any) -> tuple[Any, np.ndarray, np.ndarray] | None:
+    """A 1x1 conv exported as a Linear over the channels, ending at `conv` (MatMul [-> Add]):
+    (the MatMul, weight as (d, C, 1, 1), bias (d,)), else None."""
+    mm = conv if conv.op == "MatMul" else (_producer(conv.inputs[0], "MatMul") if conv.op == "Add" else None)
+    wt = _values(mm.inputs[1]) if mm is not None and len(mm.inputs) == 2 else None
+    if wt is None or wt.ndim != 2:
+        return None
+    c, d = wt.shape
+    bias = np.zeros(d, wt.dtype)
+    if conv.op == "Add":
+        other = [i for i in conv.inputs if i is not mm.outputs[0]]
+        bias = _values(other[0]) if len(other) == 1 else None
+        if bias is None or bias.size != d:
+            return None
+    return mm, np.ascontiguousarray(wt.T).reshape(d, c, 1, 1), bias
+
+
 def _map_grid(u: Any) -> tuple[int, int] | None:
     """(gh, gw) of a (B, gh, gw, C) map with static gh, gw, C, else None."""
     dims = _static_dims(u, 4)
@@ -186,18 +203,11 @@ def _match_map(relu: Any, conv: Any, graph_outputs: set[str]) -> dict[str, Any] 
             return None
         tokens, inner = back.outputs[0], [t.outputs[0], conv.outputs[0], relu.outputs[0]]
     else:
-        mm = conv if conv.op == "MatMul" else (_producer(conv.inputs[0], "MatMul") if conv.op == "Add" else None)
-        wt = _values(mm.inputs[1]) if mm is not None and len(mm.inputs) == 2 else None
-        if wt is None or wt.ndim != 2:
+        found = _linear_conv(conv)
+        if found is None:
             return None
-        c, d = wt.shape
-        bias = np.zeros(d, wt.dtype)
-        if conv.op == "Add":
-            other = [i for i in conv.inputs if i is not mm.outputs[0]]
-            bias = _values(other[0]) if len(other) == 1 else None
-            if bias is None or bias.size != d:
-                return None
-        w, k, u = np.ascontiguousarray(wt.T).reshape(d, c, 1, 1), 1, mm.inputs[0]
+        mm, w, bias = found
+        d, c, k, u = w.shape[0], w.shape[1], 1, mm.inputs[0]
         tokens, inner = relu.outputs[0], [pre, relu.outputs[0]]
     grid = _map_grid(u)
     proj = _linear(tokens)
@@ -248,18 +258,11 @@ def _match_tokens(relu: Any, conv: Any, graph_outputs: set[str], default_grid: t
         inner = [conv.outputs[0], relu.outputs[0]]
     else:  # a 1x1 conv exported as a Linear over the channels, on the patch tokens (Slice -> MatMul
         # [-> Add] -> Relu) or on every token with the class token's row dropped after the Relu
-        mm = conv if conv.op == "MatMul" else (_producer(conv.inputs[0], "MatMul") if conv.op == "Add" else None)
-        wt = _values(mm.inputs[1]) if mm is not None and len(mm.inputs) == 2 else None
-        if wt is None or wt.ndim != 2:
+        found = _linear_conv(conv)
+        if found is None:
             return None
-        c, d = wt.shape
-        bias = np.zeros(d, wt.dtype)
-        if conv.op == "Add":
-            other = [i for i in conv.inputs if i is not mm.outputs[0]]
-            bias = _values(other[0]) if len(other) == 1 else None
-            if bias is None or bias.size != d:
-                return None
-        w, k = np.ascontiguousarray(wt.T).reshape(d, c, 1, 1), 1
+        mm, w, bias = found
+        d, c, k = w.shape[0], w.shape[1], 1
         sp = _producer(mm.inputs[0], "Slice")
         if sp is not None:
             tokens, n = relu.outputs[0], _static_dims(sp.outputs[0], 3)
