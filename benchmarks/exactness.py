@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from spvit_deploy import verify  # noqa: E402
 from spvit_deploy._io import write_json, write_text  # noqa: E402
-from spvit_deploy.bench.environment import environment  # noqa: E402
+from spvit_deploy.host import environment  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 SWIN_STAGES = ("onnx",)

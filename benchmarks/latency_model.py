@@ -25,7 +25,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from spvit_deploy._io import atomic_path, write_json, write_text  # noqa: E402
-from spvit_deploy.bench.environment import environment  # noqa: E402
+from spvit_deploy.host import environment  # noqa: E402
 from spvit_deploy.latency.measure import measure_specs  # noqa: E402
 from spvit_deploy.latency.predict import predict_latency  # noqa: E402
 from spvit_deploy.latency.profile import profile_latency  # noqa: E402

@@ -23,14 +23,14 @@ import torch  # noqa: E402
 
 from spvit_deploy import macs as M  # noqa: E402
 from spvit_deploy._io import write_json, write_text  # noqa: E402
-from spvit_deploy.bench.environment import environment  # noqa: E402
+from spvit_deploy.host import environment  # noqa: E402
 from spvit_deploy.latency.measure import measure_specs  # noqa: E402
 from spvit_deploy.latency.predict import dense_prediction, floor_prediction, predict_latency  # noqa: E402
 from spvit_deploy.latency.table import load_lut  # noqa: E402
 from spvit_deploy.model_source import dense_spec  # noqa: E402
 from spvit_deploy.models import create_dense, model_dims  # noqa: E402
 from spvit_deploy.supernet import to_supernet  # noqa: E402
-from spvit_deploy.train.search import LatencyTarget, derive_for_latency, derive_for_target  # noqa: E402
+from spvit_deploy.train.gate_search import LatencyTarget, derive_for_latency, derive_for_target  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 

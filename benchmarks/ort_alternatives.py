@@ -21,7 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from spvit_deploy._io import write_json, write_text
-from spvit_deploy.bench.environment import environment, wait_for_quiet
+from spvit_deploy.host import environment, wait_for_quiet
 from spvit_deploy.export.ort import ort_session
 
 OUT = Path(__file__).parent / "results"

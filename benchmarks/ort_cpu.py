@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from spvit_deploy.bench.benchmark import BenchSettings, compare_graphs, measure_model  # noqa: E402
-from spvit_deploy.bench.environment import wait_for_quiet  # noqa: E402
+from spvit_deploy.bench.harness import BenchSettings, compare_graphs, measure_model  # noqa: E402
+from spvit_deploy.host import wait_for_quiet  # noqa: E402
 from spvit_deploy.bench.profile import ort_op_profile  # noqa: E402
 from spvit_deploy.bench.report import write_report  # noqa: E402
 from spvit_deploy.export.onnx import export_onnx  # noqa: E402
@@ -158,7 +158,7 @@ def ablation(settings: BenchSettings, log: Any) -> dict[str, Any]:
 def repeat_pair(graphs: dict[str, Path], settings: BenchSettings, trials: int) -> list[dict[str, Any]]:
     """Dense vs compressed timed again in `trials` independent trials (fresh worker processes,
     minutes apart): how much the speedup moves between runs on this machine."""
-    from spvit_deploy.bench.benchmark import time_interleaved
+    from spvit_deploy.bench.harness import time_interleaved
 
     rows = []
     for t in range(1, trials + 1):

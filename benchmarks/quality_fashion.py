@@ -36,7 +36,7 @@ from typing import Any, Iterator
 import torch
 
 from spvit_deploy._io import atomic_path, write_json, write_text
-from spvit_deploy.bench.environment import environment, wait_for_quiet
+from spvit_deploy.host import environment, wait_for_quiet
 from spvit_deploy.train import fashion
 
 MODEL, IMG = "vit_nano_patch4_32", 28
@@ -250,7 +250,7 @@ def one_run(work: Path, plan: Plan, method: str, ratio: float, seed: int, dense_
 
 def time_models(work: Path, paths: dict[str, str], batches: tuple[int, ...]) -> dict[str, Any]:
     """p50 etc. per model and batch, all models interleaved per batch (ONNX Runtime, CPU, 2 threads)."""
-    from spvit_deploy.bench.benchmark import time_interleaved
+    from spvit_deploy.bench.harness import time_interleaved
     from spvit_deploy.bench.settings import BenchSettings
 
     waited = wait_for_quiet(threshold_pct=20.0, max_wait_s=300.0)

@@ -41,7 +41,7 @@ from spvit_deploy.supernet import SinglePathAttention, to_supernet
 from spvit_deploy.supernet.layers import GatedMlp
 from spvit_deploy.train.distill import distill_loss, teacher_logits
 from spvit_deploy.train.report import environment
-from spvit_deploy.train.search import complexity_loss, is_gate_param
+from spvit_deploy.train.gate_search import complexity_loss, is_gate_param
 
 OUT = Path(__file__).parent / "results"
 FORMS = {"before": (False, False), "conv form, folded gates": (False, True), "single-path": (True, True)}

@@ -83,7 +83,7 @@ def test_atomic_write_to_an_impossible_path_is_a_spvit_error(tmp_path: Path) -> 
 def test_python_api_checks_the_output_before_the_work() -> None:
     import torch
 
-    from spvit_deploy.bench.benchmark import benchmark
+    from spvit_deploy.bench.harness import benchmark
     from spvit_deploy.errors import SpvitError
     from spvit_deploy.export.onnx import export_onnx
 

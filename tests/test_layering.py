@@ -16,6 +16,7 @@ LAYER_OF = {
     "spvit_deploy": "base",  # the lazy facade (`from .. import __version__`)
     "spvit_deploy._io": "base", "spvit_deploy._lazy": "base", "spvit_deploy.errors": "base",
     "spvit_deploy.onnx_io": "base", "spvit_deploy.comparison": "base", "spvit_deploy.zoo": "base",
+    "spvit_deploy.host": "base",
     "spvit_deploy.spec": "core", "spvit_deploy.models": "core", "spvit_deploy.macs": "core",
     "spvit_deploy.supernet": "core", "spvit_deploy.plain": "core", "spvit_deploy.materialization": "core",
     "spvit_deploy.run": "core", "spvit_deploy.verification": "core", "spvit_deploy.official": "core",
@@ -48,11 +49,7 @@ ALLOWED = {
     # engineer owns these files)
     ("spvit_deploy.train.demo", "spvit_deploy.export.onnx"),
     ("spvit_deploy.train.demo", "spvit_deploy.export.source"),
-    ("spvit_deploy.train.demo", "spvit_deploy.bench.benchmark"),
-    ("spvit_deploy.train.report", "spvit_deploy.bench.environment"),
-    # a latency table is checked against this machine (CPU model and flags, library versions) where it is
-    # used, the search included; bench.environment reads /proc and package metadata only
-    ("spvit_deploy.latency.table", "spvit_deploy.bench.environment"),
+    ("spvit_deploy.train.demo", "spvit_deploy.bench.harness"),
     # compress with a latency table measures the materialized network on the table's runtime (as the demo does)
     ("spvit_deploy.train.pipeline", "spvit_deploy.latency.measure"),
 }

@@ -175,7 +175,7 @@ def _environment() -> dict[str, Any]:
     import torch
     import triton
 
-    from spvit_deploy.bench.environment import environment
+    from spvit_deploy.host import environment
     from spvit_deploy.engine.device import gpu_info
 
     gpu = gpu_info()

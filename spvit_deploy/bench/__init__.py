@@ -20,10 +20,10 @@ _EXPORTS = {
     "compare": ".comparison",
     "compare_outputs": ".comparison",
     "BenchSettings": "settings",
-    "benchmark": "benchmark",
-    "measure_model": "benchmark",
+    "benchmark": "harness",
+    "measure_model": "harness",
     "write_report": "report",
-    "environment": "environment",
+    "environment": ".host",
     "ort_op_profile": "profile",
 }
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from .._io import atomic_path, write_json, write_text
 from ..artefacts import BenchResults, load
 from .settings import RESULTS_VERSION, VARIANTS, BenchSettings, settings_dict
-from .environment import environment
+from ..host import environment
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"

@@ -42,7 +42,7 @@ class BenchSettings:
 
     @property
     def resolved_threads(self) -> int:
-        from .environment import usable_cpus
+        from ..host import usable_cpus
 
         return self.threads or usable_cpus()
 

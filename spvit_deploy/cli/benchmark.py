@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 def run(args: argparse.Namespace) -> int:
     from ..bench.backends import parse_backends
-    from ..bench.benchmark import benchmark
+    from ..bench.harness import benchmark
     from ..bench.settings import BenchSettings, parse_batches
 
     settings = BenchSettings(

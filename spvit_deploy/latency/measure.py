@@ -53,7 +53,7 @@ def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequen
                 export_onnx(materialize(supernet, spec), path, spec=spec, check_batches=(1,), seed=seed)
             paths[label] = str(path)
             say(f"[{k}/{len(specs)}] {label}: exported")
-        from ..bench.benchmark import time_interleaved
+        from ..bench.harness import time_interleaved
 
         labels = list(paths)
         shape = (3, lut.img_size, lut.img_size)
@@ -72,7 +72,7 @@ def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 
                 rounds: int = 5, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The run's materialized network against its dense model on the table's runtime at `batch`,
     interleaved (`spvit_deploy.bench` with the table's backend and threads): p50 ms of each, the speedup."""
-    from ..bench.benchmark import measure_model
+    from ..bench.harness import measure_model
     from ..bench.settings import BenchSettings
 
     check_here(lut)

@@ -125,7 +125,7 @@ def profile_latency(
 ) -> LatencyTable:
     """Profile `model` on `backend` at each batch size and write the table to `out` (atomically)."""
     from .._io import check_writable
-    from ..bench.environment import busiest_processes, load_average
+    from ..host import busiest_processes, load_average
     from ..bench.settings import BenchSettings
     from ..models import dims_for, resolve_model_name
 
@@ -210,7 +210,7 @@ def time_chunked(backend: str, paths: dict[str, str], batch: int, input_shape: S
                  settings: Any) -> dict[str, dict[str, Any]]:
     """Time every network at `batch`, at most `MAX_WORKERS` side by side; the base network is timed in every
     chunk and each network's p50 is taken relative to its own chunk's base (`base_p50_ms`)."""
-    from ..bench.benchmark import time_interleaved
+    from ..bench.harness import time_interleaved
 
     rest = [k for k in paths if k != "base"]
     rows: dict[str, dict[str, Any]] = {}

@@ -199,7 +199,7 @@ def load_lut(path: str | os.PathLike[str]) -> LatencyTable:
 def here_fingerprint(backend: str, threads: int, precision: str) -> dict[str, Any]:
     """What a latency depends on besides the network: CPU model and vector flags, GPUs, the runtime's
     library versions, threads, precision."""
-    from ..bench.environment import cpu_flags, cpu_model, gpus, versions
+    from ..host import cpu_flags, cpu_model, gpus, versions
 
     v = versions()
     libs = {k: v[k] for k in ("spvit-deploy", *BACKEND_LIBS.get(backend, ())) if k in v}
@@ -238,7 +238,7 @@ def check_here(lut: LatencyTable, where: str = "latency table") -> list[str]:
     the benign differences."""
     import sys
 
-    from ..bench.environment import usable_cpus
+    from ..host import usable_cpus
 
     if lut.threads > usable_cpus():
         raise SpvitError(f"{where} was measured with {lut.threads} threads, this process may use {usable_cpus()} "

@@ -17,7 +17,7 @@ _EXPORTS = {
     "TrainConfig": "config", "DataConfig": "config", "SearchConfig": "config", "FinetuneConfig": "config",
     "make_config": "config", "config_for": "config", "recipe_for": "config",
     "compress": "pipeline", "search": "pipeline", "finetune": "pipeline", "resolve_target": "pipeline",
-    "derive_for_target": "search", "complexity_loss": "search",
+    "derive_for_target": "gate_search", "complexity_loss": "gate_search",
     "run_demo": "demo",
 }
 

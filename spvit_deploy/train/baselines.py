@@ -171,7 +171,7 @@ def finetune_module(cfg: Any, student: nn.Module, out: str | Path, *, resume: bo
     distillation from `cfg`'s dense model; the same loop, checkpoints and resume); writes
     `out/model.pt` (the whole module); its final evaluation on the data's val split."""
     from .._io import atomic_path
-    from .finetune import finetune_stage
+    from .finetuning import finetune_stage
     from .loop import close_runtime, evaluate_top, run_stage
     from .pipeline import open_job
 

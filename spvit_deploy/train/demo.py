@@ -217,7 +217,7 @@ def later_stages(run_dir: Path, out: Path, log: Any) -> dict[str, Any]:
         res["benchmark"] = {"skipped": "spvit_deploy.bench is not part of this version"}
         return res
     try:
-        from ..bench.benchmark import BenchSettings, benchmark
+        from ..bench.harness import BenchSettings, benchmark
 
         log("demo: timing dense vs compressed with ONNX Runtime")
         b = benchmark(out / "bench", run=run_dir, settings=BenchSettings(backends=("onnxruntime",), batches=(1, 64)),

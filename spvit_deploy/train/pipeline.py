@@ -27,7 +27,7 @@ from ..models import create_dense, dims_for, resolve_model_name
 from ..spec import ArchSpec, load_spec, resolve_spec
 from .config import TrainConfig
 from .data import Data, build_data
-from .search import LatencyTarget
+from .gate_search import LatencyTarget
 from .folders import check_image_folder
 from .loop import LoopOptions, MetricsLog, Runtime, close_runtime, evaluate_top, resolve_amp, run_stage, setup_runtime
 
@@ -215,7 +215,7 @@ def run_search(job: Job, target_macs: float | None, latency: LatencyTarget | Non
     """Search, then derive the spec at the target (MACs, or `latency.ms` predicted); writes `arch.json` and
     `search.safetensors`."""
     from ..supernet import derive_spec, to_supernet
-    from .search import derive_for_latency, derive_for_target, search_stage
+    from .gate_search import derive_for_latency, derive_for_target, search_stage
 
     supernet = to_supernet(copy.deepcopy(job.dense).requires_grad_(True)).to(job.rt.device)
 
@@ -256,7 +256,7 @@ def run_finetune(job: Job, supernet: nn.Module, spec: ArchSpec) -> dict[str, Any
     """Fine-tune the pinned supernet, materialize it into the run folder; the plain network on `val/`."""
     from ..materialization import materialize
     from ..run import save_run
-    from .finetune import finetune_stage, pin
+    from .finetuning import finetune_stage, pin
 
     pin(supernet, spec)
     gmacs = M.cost(job.dims, spec).gmacs

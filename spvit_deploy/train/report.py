@@ -25,7 +25,7 @@ def environment() -> dict[str, Any]:
     import timm
     import torch
 
-    from ..bench.environment import cpu_flags, cpu_model
+    from ..host import cpu_flags, cpu_model
 
     return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
             "threads": torch.get_num_threads(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),

@@ -78,7 +78,7 @@ def test_bad_input_one_line(tmp_path, capsys, args, needle):
 
 def test_graph_ablation_report(tmp_path):
     """compare_graphs: two graphs of one model, interleaved; rendered as its own report section."""
-    from spvit_deploy.bench.benchmark import BenchSettings, compare_graphs
+    from spvit_deploy.bench.harness import BenchSettings, compare_graphs
     from spvit_deploy.bench.report import write_report
     from spvit_deploy.export.onnx import export_onnx
     from spvit_deploy.export.source import load_export_model

@@ -39,7 +39,7 @@ def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monke
     whole-network latencies, so the table's arithmetic is checked exactly (chunks of 3 networks + base)."""
     import importlib
 
-    bench = importlib.import_module("spvit_deploy.bench.benchmark")  # the package's `benchmark` is the function
+    bench = importlib.import_module("spvit_deploy.bench.harness")  # the package's `benchmark` is the function
     prof = importlib.import_module("spvit_deploy.latency.profile")
 
     per_block = {"msa": 0.5, "conv3x3": 0.2, "conv1x1": 0.1, "ffn256": 0.4}

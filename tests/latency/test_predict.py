@@ -83,7 +83,7 @@ def test_the_supernet_form_equals_the_prediction_and_has_gate_gradients(lut) -> 
 
 def test_derive_lands_on_the_latency_target(lut) -> None:
     from spvit_deploy.latency.predict import dense_prediction, floor_prediction
-    from spvit_deploy.train.search import LatencyTarget, derive_for_latency
+    from spvit_deploy.train.gate_search import LatencyTarget, derive_for_latency
 
     net = _supernet()
     g = torch.Generator().manual_seed(1)
@@ -119,7 +119,7 @@ def test_configs_written_before_latency_targets_still_load() -> None:
 def test_the_report_puts_target_predicted_and_measured_side_by_side(lut) -> None:
     from spvit_deploy.latency.predict import dense_prediction, floor_prediction
     from spvit_deploy.train.report import latency_section, render_latency
-    from spvit_deploy.train.search import LatencyTarget
+    from spvit_deploy.train.gate_search import LatencyTarget
 
     spec = spec_of(["msa", "skip", "conv1x1", "skip", "msa", "skip"], [256, 0, 64, 0, 128, 0])
     pred = predict_latency(spec, lut, 1).total_ms  # 1 + 0.5 + 0.1 + 0.5 + 0.5 + 0.2 + 0.25 = 3.05

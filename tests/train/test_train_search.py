@@ -10,7 +10,7 @@ from spvit_deploy.models import create_dense, dims_for
 from spvit_deploy.supernet import supernet_macs, to_supernet
 from spvit_deploy.train.config import config_for
 from spvit_deploy.train.pipeline import resolve_target
-from spvit_deploy.train.search import complexity_loss, derive_for_target, is_gate_param
+from spvit_deploy.train.gate_search import complexity_loss, derive_for_target, is_gate_param
 
 from train_testing import NANO
 

@@ -107,7 +107,7 @@ def latency_stats(times_s: Sequence[float], batch: int) -> dict[str, float]:
 def time_interleaved(backend: str, paths: dict[str, str], batch: int, input_shape: Sequence[int],
                      settings: BenchSettings) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Time every model in `paths` ({label: artefact}) on one backend at one batch size, interleaved."""
-    from .environment import cpu_ticks, other_cpu_percent
+    from ..host import cpu_ticks, other_cpu_percent
 
     threads = settings.resolved_threads
     workers: dict[str, Worker] = {}
@@ -195,7 +195,7 @@ def measure_model(
     from ..export.source import load_model_pair
     from ..macs import cost
     from ..models import model_dims
-    from .environment import busiest_processes, load_average
+    from ..host import busiest_processes, load_average
 
     say = log or (lambda msg: None)
     status = {b: backend_status(b) for b in settings.backends}
