@@ -128,12 +128,13 @@ def measure(model_name: str, batch: int, rounds: int, steps: int, amp: bool) -> 
     return res
 
 
-def markdown(rows: list[dict], env: dict, args: argparse.Namespace, wall: float) -> str:
-    n = args.rounds * args.steps
+def markdown(rows: list[dict], env: dict, args: argparse.Namespace, wall: float, runs: list[dict]) -> str:
+    rounds, steps = runs[0].get("rounds", args.rounds), runs[0].get("steps", args.steps)  # the header's run
+    n = rounds * steps
     lines = ["# Search cost: one search training step vs one dense training step", "",
              f"CPU: {env['cpu']} ({', '.join(env['cpu_flags']) or 'no AVX flags read'}), {env['threads']} threads, "
              f"torch {env['torch']}, timm {env['timm']}; 224 px, batch {args.batch}, random weights; median of {n} "
-             f"steps per variant ({args.rounds} interleaved rounds of {args.steps}) after one warm-up step; "
+             f"steps per variant ({rounds} interleaved rounds of {steps}) after one warm-up step; "
              f"whole run {wall / 60:.1f} min.", "",
              "`x dense` is the step time over the dense model's step time in the same run. Memory is what autograd "
              "saves for backward in one step.", "",
@@ -154,6 +155,10 @@ def markdown(rows: list[dict], env: dict, args: argparse.Namespace, wall: float)
                      f"{r['before']['saved_for_backward_mb']:.0f} | "
                      f"{r['conv form, folded gates']['saved_for_backward_mb']:.0f} | "
                      f"{r['single-path']['saved_for_backward_mb']:.0f} |")
+    for later in runs[1:]:
+        models = sorted({r["model"] for r in rows if r["run"] == later["date"]})
+        lines += ["", f"{', '.join(models)}: a later run ({later['date']}, {later['cpu']}, {later['wall_s'] / 60:.1f} "
+                  f"min, median of {later['rounds'] * later['steps']} steps per variant); its `x dense` compares with its own dense step, timed in that run."]
     lines += ["", "All forms compute the same function (tests/supernet/test_supernet_shared_values.py: outputs within "
               "1e-5, gradients within 1e-4 relative, BatchNorm statistics equal). Fine-tuning computes only the chosen "
               "branch per block and keeps the convolution form there (cheaper than computing all H heads' values "
@@ -169,6 +174,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--append", action="store_true",
+                    help="keep the committed rows of other models (each row says which run it came from)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -181,9 +188,18 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     env = environment()
     wall = time.perf_counter() - t0
+    run = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": env["cpu"], "wall_s": round(wall, 1),
+           "rounds": args.rounds, "steps": args.steps}
+    rows = [dict(r, run=run["date"]) for r in rows]
+    runs = [run]
+    if args.append and (OUT / "search_cost.json").exists():  # the header's run stays the first one
+        old = json.loads((OUT / "search_cost.json").read_text())
+        runs = old.get("runs") or [{"date": "first", "cpu": old["environment"]["cpu"], "wall_s": old["wall_s"]}]
+        kept = [dict(r, run=r.get("run", runs[0]["date"])) for r in old["rows"] if r["model"] not in args.models.split(",")]
+        env, wall, rows, runs = old["environment"], old["wall_s"], kept + rows, runs + [run]
     write_json(OUT / "search_cost.json", {"benchmark": "search_cost", "environment": env, "wall_s": round(wall, 1),
-                                          "rows": rows})
-    write_text(OUT / "search_cost.md", markdown(rows, env, args, wall))
+                                          "runs": runs, "rows": rows})
+    write_text(OUT / "search_cost.md", markdown(rows, env, args, wall, runs))
 
 
 if __name__ == "__main__":
