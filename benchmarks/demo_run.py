@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from spvit_deploy._io import write_json, write_text
-from spvit_deploy.train.demo import run_demo
+from spvit_deploy.demo import run_demo
 
 OUT = Path(__file__).parent / "results"
 

@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from spvit_deploy.train.demo import build_shipped_teacher
+from spvit_deploy.demo import build_shipped_teacher
 
 
 def main() -> None:

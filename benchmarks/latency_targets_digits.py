@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from spvit_deploy._io import write_json, write_text  # noqa: E402
 from spvit_deploy.latency.profile import profile_latency  # noqa: E402
 from spvit_deploy.latency.table import load_lut  # noqa: E402
-from spvit_deploy.train.demo import MODEL, DemoPlan, demo_config, prepare_digits, shipped_teacher, train_teacher  # noqa: E402
+from spvit_deploy.demo import MODEL, DemoPlan, demo_config, prepare_digits, shipped_teacher, train_teacher  # noqa: E402
 from spvit_deploy.train.pipeline import compress  # noqa: E402
 from spvit_deploy.train.report import environment  # noqa: E402
 

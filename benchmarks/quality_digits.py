@@ -27,7 +27,7 @@ from spvit_deploy import macs as M
 from spvit_deploy._io import write_json, write_text
 from spvit_deploy.models import create_dense, dims_for
 from spvit_deploy.spec import ArchSpec, BlockSpec
-from spvit_deploy.train.demo import MODEL, DemoPlan, demo_config, prepare_digits, shipped_teacher, train_teacher
+from spvit_deploy.demo import MODEL, DemoPlan, demo_config, prepare_digits, shipped_teacher, train_teacher
 from spvit_deploy.train.pipeline import compress, finetune
 from spvit_deploy.train.report import environment
 

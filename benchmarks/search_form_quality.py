@@ -19,7 +19,7 @@ from pathlib import Path
 from spvit_deploy._io import write_json, write_text
 from spvit_deploy.supernet import SinglePathAttention
 from spvit_deploy.supernet.layers import GatedMlp
-from spvit_deploy.train.demo import SHIPPED_TEACHER, DemoPlan, demo_config, prepare_digits
+from spvit_deploy.demo import SHIPPED_TEACHER, DemoPlan, demo_config, prepare_digits
 from spvit_deploy.train.pipeline import compress
 from spvit_deploy.train.report import environment
 

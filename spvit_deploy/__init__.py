@@ -1,7 +1,8 @@
 """spvit-deploy: SPViT compression of timm ViTs, from supernet to deployable plain networks.
 
 Stages (each a verb over an artefact): `create_dense` -> `to_supernet` -> search/fine-tune ->
-`derive_spec` -> `materialize` -> `save_run` -> export -> build engine -> benchmark.
+`derive_spec` -> `materialize` -> `save_run` -> export -> build engine -> benchmark; `run_demo`
+runs them all on real digits.
 Heavy or optional libraries are imported lazily; `import spvit_deploy` is cheap.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ _EXPORTS = {
     "cost": "macs",
     "arch_stats": "macs",
     "verify": "verification",
+    "run_demo": "demo",
 }
 
 __all__ = ["__version__", *_EXPORTS]

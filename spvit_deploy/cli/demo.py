@@ -2,7 +2,7 @@
 digits (shipped; `--train-teacher` trains it here), compressed with SPViT to half its MACs,
 fine-tuned, materialized, exported and benchmarked.
 
-Python: `spvit_deploy.train.run_demo("demo")`. Re-running continues or reuses what is in DIR.
+Python: `spvit_deploy.run_demo("demo")`. Re-running continues or reuses what is in DIR.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.demo import run_demo
+    from ..demo import run_demo
 
     rep = run_demo(args.out, quick=args.quick, seed=args.seed, export=not args.no_export,
                    progress=not args.no_progress, threads=args.threads,

@@ -1,11 +1,10 @@
-"""Training: gate search and fine-tuning with distillation, resumable and data-parallel, and the
-offline demo. Python equivalents of the CLI:
+"""Training: gate search and fine-tuning with distillation, resumable and data-parallel. Python
+equivalents of the CLI:
 
     cfg = config_for("deit_b", "data/", checkpoint="deit_b.pth", target_ratio=0.5, search_epochs=10)
     compress(cfg, "runs/deit_b")                 # spvit-deploy compress
     search(cfg, "runs/deit_b")                   # spvit-deploy search
     finetune(cfg, "runs/deit_b", arch=None)      # spvit-deploy finetune
-    run_demo("demo")                             # spvit-deploy demo
 
 `config_for` fills what is not given from the official recipe for the model's size (`recipe_for`).
 """
@@ -18,7 +17,6 @@ _EXPORTS = {
     "make_config": "config", "config_for": "config", "recipe_for": "config",
     "compress": "pipeline", "search": "pipeline", "finetune": "pipeline", "resolve_target": "pipeline",
     "derive_for_target": "gate_search", "complexity_loss": "gate_search",
-    "run_demo": "demo",
 }
 
 __all__ = list(_EXPORTS)

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from spvit_deploy.train.demo import prepare_digits
+    from spvit_deploy.demo import prepare_digits
 
     root = tmp_path_factory.mktemp("digits")
     prepare_digits(root, seed=0, val_fraction=0.5, per_class=2)

@@ -50,7 +50,7 @@ def test_shipped_teacher_is_used_only_for_its_split_and_recipe(tmp_path) -> None
     from safetensors.torch import load_file
 
     from spvit_deploy.models import create_dense
-    from spvit_deploy.train.demo import MODEL, SHIPPED_TEACHER, DemoPlan, prepare_digits, shipped_teacher
+    from spvit_deploy.demo import MODEL, SHIPPED_TEACHER, DemoPlan, prepare_digits, shipped_teacher
 
     assert (SHIPPED_TEACHER / "model.safetensors").is_file(), "run benchmarks/digits_teacher.py"
     plan = DemoPlan()

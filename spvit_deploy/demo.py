@@ -4,7 +4,7 @@ classes) upsampled to 32x32, a pre-trained ViT-Nano teacher (shipped with the pa
 its MACs, fine-tuning with distillation and materialization; `DIR/report.json`.
 
 Every step is resumable and idempotent: a re-run skips what is done and continues what was
-interrupted.
+interrupted. The demo runs every stage (train, export, bench), so it sits above them all.
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import write_json, write_text
-from ..errors import SpvitError, require
-from .config import DataConfig, TrainConfig
-from .report import environment
+from ._io import write_json, write_text
+from .errors import SpvitError, require
+from .train.config import DataConfig, TrainConfig
+from .train.report import environment
 
 MODEL = "vit_nano_patch4_32"
 IMG = 32
-SHIPPED_TEACHER = Path(__file__).resolve().parent.parent / "data" / "digits_teacher"
+SHIPPED_TEACHER = Path(__file__).resolve().parent / "data" / "digits_teacher"
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def prepare_digits(root: Path, seed: int = 0, val_fraction: float = 0.2, per_cla
 
 def demo_config(data_root: Path, plan: DemoPlan, teacher_weights: Path, seed: int) -> TrainConfig:
     """The compress config of the demo: ViT-Nano from the teacher's weights, target half the MACs."""
-    from .config import config_for
+    from .train.config import config_for
 
     return config_for(
         MODEL, _data_cfg(data_root, plan), checkpoint=str(teacher_weights), target_ratio=plan.target_ratio, seed=seed, amp="none",
@@ -102,11 +102,11 @@ def train_teacher(data_root: Path, out: Path, plan: DemoPlan, seed: int, progres
     `out/teacher.json` (its val/ accuracy) and returns the latter."""
     from safetensors.torch import save_file
 
-    from .. import macs as M
-    from ..models import create_dense, dims_for
-    from .data import build_data
-    from .distill import task_loss
-    from .loop import LoopOptions, MetricsLog, Schedule, Stage, evaluate_top, param_groups, run_stage, setup_runtime
+    from . import macs as M
+    from .models import create_dense, dims_for
+    from .train.data import build_data
+    from .train.distill import task_loss
+    from .train.loop import LoopOptions, MetricsLog, Schedule, Stage, evaluate_top, param_groups, run_stage, setup_runtime
 
     done = out / "teacher.json"
     if done.exists():
@@ -133,7 +133,7 @@ def train_teacher(data_root: Path, out: Path, plan: DemoPlan, seed: int, progres
     opts = LoopOptions(seed=seed, clip_grad=1.0, checkpoint_every=100, progress=progress)
     ev = run_stage(stage, data, rt, opts, out / "checkpoints" / "teacher.pt", MetricsLog(out / "metrics.jsonl", True),
                    resume=True)
-    from .._io import atomic_path
+    from ._io import atomic_path
 
     with atomic_path(out / "model.safetensors") as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
@@ -154,7 +154,7 @@ def shipped_teacher(plan: DemoPlan, seed: int, split: dict[str, Any], out: Path)
     recipe (its `teacher.json` says so); None when there is none that fits."""
     import shutil
 
-    from .._io import atomic_path
+    from ._io import atomic_path
 
     info_path = SHIPPED_TEACHER / "teacher.json"
     if not info_path.is_file() or not (SHIPPED_TEACHER / "model.safetensors").is_file():
@@ -175,7 +175,7 @@ def build_shipped_teacher(work: Path, dest: Path = SHIPPED_TEACHER, seed: int = 
     accuracy and environment, to `dest` (the package's data folder by default)."""
     import shutil
 
-    from .._io import atomic_path
+    from ._io import atomic_path
 
     plan = DemoPlan()
     split = prepare_digits(work / "data", seed, plan.val_fraction, plan.per_class)
@@ -203,8 +203,8 @@ def later_stages(run_dir: Path, out: Path, log: Any) -> dict[str, Any]:
     if importlib.util.find_spec("spvit_deploy.export") is None:
         return {"export": {"skipped": "spvit_deploy.export is not part of this version"}}
     try:
-        from ..export.onnx import export_onnx
-        from ..export.source import load_export_model
+        from .export.onnx import export_onnx
+        from .export.source import load_export_model
 
         log("demo: exporting the compressed network to ONNX")
         em = load_export_model(run=run_dir)
@@ -217,7 +217,7 @@ def later_stages(run_dir: Path, out: Path, log: Any) -> dict[str, Any]:
         res["benchmark"] = {"skipped": "spvit_deploy.bench is not part of this version"}
         return res
     try:
-        from ..bench.harness import BenchSettings, benchmark
+        from .bench.harness import BenchSettings, benchmark
 
         log("demo: timing dense vs compressed with ONNX Runtime")
         b = benchmark(out / "bench", run=run_dir, settings=BenchSettings(backends=("onnxruntime",), batches=(1, 64)),
@@ -234,7 +234,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, export: boo
 
     The teacher is the package's pre-trained one where it fits the split and recipe (not in
     `quick` runs, whose subset it has partly seen); `train_from_scratch` trains it here instead."""
-    from .pipeline import compress
+    from .train.pipeline import compress
 
     out = Path(out)
     plan = QUICK if quick else DemoPlan()
