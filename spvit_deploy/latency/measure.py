@@ -68,10 +68,12 @@ def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequen
     return out
 
 
-def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 30, warmup: int = 3,
-                rounds: int = 5, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 60, warmup: int = 3,
+                rounds: int = 20, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The run's materialized network against its dense model on the table's runtime at `batch`,
-    interleaved (`spvit_deploy.bench` with the table's backend and threads): p50 ms of each, the speedup."""
+    interleaved (`spvit_deploy.bench` with the table's backend and threads): p50 ms of each; the speedup is
+    the median over the interleaved rounds of each round's dense / compressed ratio (drift between rounds
+    cancels; `latency.calibrate.paired_speedup`), `p50_speedup` the ratio of the p50s."""
     from ..bench.harness import measure_model
     from ..bench.settings import BenchSettings
 
@@ -80,7 +82,11 @@ def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 
                              warmup=warmup, rounds=rounds)
     section = measure_model(settings, run=run, log=log)
     rows = {r["variant"]: r for r in section["rows"] if r["batch"] == batch and r["backend"] == lut.backend}
+    from .calibrate import paired_speedup
+
     d, c = rows["dense"]["p50_ms"], rows["compressed"]["p50_ms"]
-    return {"backend": lut.backend, "batch": batch, "threads": lut.threads, "iters": iters,
-            "dense_ms": round(d, 4), "compressed_ms": round(c, 4), "speedup": round(d / c, 4),
+    paired = paired_speedup(rows["dense"]["times_ms"], rows["compressed"]["times_ms"], settings.block)
+    return {"backend": lut.backend, "batch": batch, "threads": lut.threads, "iters": iters, "rounds": rounds,
+            "dense_ms": round(d, 4), "compressed_ms": round(c, 4), "speedup": round(paired, 4),
+            "p50_speedup": round(d / c, 4),
             "other_cpu_pct": rows["compressed"].get("other_cpu_pct")}

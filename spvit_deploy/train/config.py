@@ -79,6 +79,7 @@ class TrainConfig:
     target_speedup: float = 0.0
     latency_lut: str = ""
     latency_batch: int = 0
+    latency_calibration: bool = True  # time the derived architecture against the dense one and re-derive
     pretrained: bool = False
     checkpoint: str = ""  # dense weights; "" with pretrained=False means random weights
     img_size: int = 0  # 0: the model's

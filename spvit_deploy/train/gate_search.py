@@ -213,6 +213,22 @@ def derive_for_latency(supernet: nn.Module, model_name: str, target: LatencyTarg
     return _with_latency_extra(fitted, target, first, got, "p > 0.5, then fitted to the latency target by gate logits")
 
 
+def derive_calibrated(supernet: nn.Module, model_name: str, target: LatencyTarget,
+                      measure: Any = None, log: Any = None, **kw: Any) -> ArchSpec:
+    """`derive_for_latency`, then measured calibration (`latency.calibrate`): the candidate is timed against the
+    dense model on the table's runtime (interleaved) and re-derived at a corrected predicted target until its
+    measured speedup is within 2.5% of the target's (the speedup asked, or dense predicted ms / target ms).
+    `measure(spec)` -> {dense_ms, ms, speedup} (default: `measure_speedup` on the table's runtime)."""
+    from ..latency.calibrate import calibrate, measure_speedup
+
+    assert target.ms is not None
+    speedup = target.speedup or target.dense_ms / target.ms
+    measure = measure or (lambda spec: measure_speedup(spec, target.lut, target.batch))
+    spec, _ = calibrate(lambda ms: derive_for_latency(supernet, model_name, replace(target, ms=ms)), measure,
+                        speedup, target.dense_ms, target.floor_ms, log=log, **kw)
+    return replace(spec, extra={**spec.extra, "target_latency_ms": round(target.ms, 4)})
+
+
 def _with_latency_extra(spec: ArchSpec, target: LatencyTarget, first_ms: float, got_ms: float, rule: str) -> ArchSpec:
     return replace(spec, extra={"target_latency_ms": round(target.ms or 0.0, 4), "gates_latency_ms": round(first_ms, 4),
                                 "predicted_latency_ms": round(got_ms, 4), "latency_batch": target.batch,

@@ -35,7 +35,8 @@ SEARCH_WEIGHTS = "search.safetensors"
 # fields that do not change what a stage computes; a resume may change them
 FREE_FIELDS = {"checkpoint_every", "data.workers", "data.eval_batch_size", "recipe"}
 STAGE_FIELDS = {"search": ("finetune.",),  # ignored per stage
-                "finetune": ("search.", "target_gmacs", "target_ratio", "target_latency_ms", "target_speedup")}
+                "finetune": ("search.", "target_gmacs", "target_ratio", "target_latency_ms", "target_speedup",
+                             "latency_calibration")}
 
 
 @dataclass
@@ -229,6 +230,12 @@ def run_search(job: Job, target_macs: float | None, latency: LatencyTarget | Non
     if target_macs is None:
         assert latency is not None and latency.ms is not None
         spec = derive_for_latency(supernet, job.model_name, latency)
+        if job.cfg.latency_calibration:  # timed against the dense model on the table's runtime, on rank 0
+            from .gate_search import derive_calibrated
+
+            if job.rt.is_main:
+                spec = derive_calibrated(supernet, job.model_name, latency)
+            spec = ArchSpec.from_dict(job.rt.gather(spec.to_dict())[0])
     else:
         spec = derive_for_target(supernet, job.model_name, target_macs)
     if job.rt.is_main:
@@ -245,6 +252,12 @@ def run_search(job: Job, target_macs: float | None, latency: LatencyTarget | Non
             ms = spec.extra["predicted_latency_ms"]
             print(f"search: derived {ms:.4g} ms predicted ({got:.4g} GMACs) for a target of {latency.ms:.4g} ms "
                   f"({100 * (ms / latency.ms - 1):+.2f}%): {' '.join(spec.ops)}", file=sys.stderr)
+            cal = spec.extra.get("latency_calibration")
+            if cal:
+                c = cal["iterations"][cal["chosen"]]
+                print(f"search: calibrated: measured {c['measured_speedup']:.4g}x for a target of "
+                      f"{cal['target_speedup']:.4g}x ({100 * c['miss']:+.1f}%, {len(cal['iterations'])} timed)",
+                      file=sys.stderr)
         else:
             print(f"search: derived {got:.4g} GMACs for a target of {target_macs / 1e9:.4g} "
                   f"({100 * (got * 1e9 / target_macs - 1):+.2f}%): {' '.join(spec.ops)}", file=sys.stderr)

@@ -86,6 +86,8 @@ def latency_section(latency: Any, spec: ArchSpec, measured: dict[str, Any] | Non
     pred = predict_latency(spec, latency.lut, latency.batch).total_ms
     sec = {**latency.to_dict(), "predicted_ms": round(pred, 4),
            "predicted_speedup": round(latency.dense_ms / pred, 4), "measured": measured}
+    if spec.extra.get("latency_calibration"):  # the derivation timed against the dense model before fine-tuning
+        sec["calibration"] = spec.extra["latency_calibration"]
     if measured:
         sec["prediction_error"] = round(pred / measured["compressed_ms"] - 1, 4)
         if latency.ms is not None:
@@ -153,8 +155,22 @@ def render_latency(lat: dict[str, Any]) -> list[str]:
                      if "measured_speedup_vs_target" in lat else "")
                   + (f"; measured latency {100 * lat['measured_vs_target']:+.1f}% off the target"
                      if "measured_vs_target" in lat and "measured_speedup_vs_target" not in lat else "") + "."]
+        if "p50_speedup" in m:
+            lines += ["", f"Measured speedup: the median over {m.get('rounds', '?')} interleaved rounds of each round's "
+                          f"dense / compressed ratio (drift between rounds cancels); the ratio of the p50s is "
+                          f"{m['p50_speedup']:.3g}x."]
     else:
         lines += ["", "Not measured (the search stage alone; `compress` measures the materialized network)."]
+    cal = lat.get("calibration")
+    if cal:
+        lines += ["", f"Calibration before fine-tuning (candidate timed against the dense model, interleaved, random "
+                      f"weights; target {cal['target_speedup']:.4g}x, tolerance {100 * cal['tolerance']:.1f}%):", "",
+                  "| iteration | asked (predicted speedup) | predicted | measured speedup | miss | |",
+                  "|---:|---:|---:|---:|---:|---|"]
+        for c in cal["iterations"]:
+            lines.append(f"| {c['iteration'] + 1} | {c['goal_predicted_speedup']:.4g}x | {c['predicted_speedup']:.4g}x | "
+                         f"{c['measured_speedup']:.4g}x | {100 * c['miss']:+.1f}% | "
+                         f"{'chosen' if c['iteration'] == cal['chosen'] else ''} |")
     return lines
 
 
