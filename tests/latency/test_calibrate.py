@@ -66,7 +66,7 @@ def test_calibration_corrects_a_biased_table_to_within_tolerance(lut) -> None:
     cal = spec.extra["latency_calibration"]
     chosen = cal["iterations"][cal["chosen"]]
     assert cal["met"] and abs(chosen["measured_speedup"] / 1.5 - 1) <= 0.025
-    assert 2 <= len(cal["iterations"]) <= 4 and len(calls) == sum(not c["reused"] for c in cal["iterations"])
+    assert 2 <= len(calls) <= 4 and len(calls) == sum(not c["reused"] for c in cal["iterations"]) == cal["timed"]
     assert cal["iterations"][0]["goal_predicted_speedup"] == pytest.approx(1.5)
     assert chosen["predicted_ms"] == pytest.approx(spec.extra["predicted_latency_ms"])
     assert spec.extra["target_latency_ms"] == pytest.approx(t.ms, abs=1e-4)  # the real target, not the adjusted one
@@ -94,7 +94,7 @@ def test_an_unreachable_measured_target_stops_at_the_cap_with_the_closest(lut) -
 
     spec = derive_calibrated(net, NANO, t, measure=measure, log=lambda m: None, max_iters=3)
     cal = spec.extra["latency_calibration"]
-    assert not cal["met"] and len(cal["iterations"]) <= 3
+    assert not cal["met"] and cal["timed"] <= 3
     misses = [abs(c["miss"]) for c in cal["iterations"]]
     assert misses[cal["chosen"]] == min(misses)
 
@@ -162,3 +162,26 @@ def test_paired_speedup_cancels_drift_between_rounds() -> None:
         cand += [2.0 * f] * 3
     assert paired_speedup(dense, cand, 3) == pytest.approx(1.5)
     assert paired_speedup([3.0], [2.0], 3) == pytest.approx(1.5)
+
+
+def test_a_repeated_architecture_is_not_timed_again_and_the_bracket_narrows() -> None:
+    from spvit_deploy.spec import ArchSpec, BlockSpec
+
+    def derive(ms):  # a coarse derivation: only two architectures, predicted 1.4x and 1.6x
+        p = 1.6 if 10.0 / ms >= 1.55 else 1.4
+        return ArchSpec(model=NANO, img_size=32, num_classes=10, source="t", extra={"predicted_latency_ms": 10.0 / p},
+                        blocks=(BlockSpec("msa", tuple(range(int(p * 100)))),))
+
+    for factor, met in ((0.95, True), (0.9, False)):
+        timed = []
+
+        def measure(spec):
+            s = 10.0 / spec.extra["predicted_latency_ms"] * factor
+            timed.append(s)
+            return {"dense_ms": 10.0, "ms": 10.0 / s, "speedup": s}
+
+        spec, rec = calibrate(derive, measure, 1.5, dense_ms=10.0, floor_ms=4.0, log=lambda m: None)
+        assert len(timed) == 2 == rec["timed"] and rec["met"] == met  # each architecture timed once
+        assert rec["iterations"][rec["chosen"]]["measured_speedup"] == pytest.approx(1.6 * factor)
+        if not met:  # asked on, for an architecture it has not timed, until the bound
+            assert len(rec["iterations"]) > 2 and any(i["reused"] for i in rec["iterations"])
