@@ -19,6 +19,9 @@ def add_latency_options(p: argparse.ArgumentParser, targets: Any) -> None:
                         "and measured latency)")
     g.add_argument("--latency-batch", type=int, default=None,
                    help="batch size of the table to use (default: its only one, or 1)")
+    g.add_argument("--ffn-multiple", type=int, default=None, metavar="N",
+                   help="with a latency target: derived FFN widths are multiples of N (or the dense width); default: "
+                        "what the table's backend favours (8 for TensorRT and CUDA, 1 on CPU)")
     g.add_argument("--no-latency-calibration", dest="latency_calibration", action="store_false", default=None,
                    help="with a latency target: skip timing the derived architecture against the dense model "
                         "(and re-deriving until the measured speedup is within 2.5%%); the table's prediction only")
@@ -29,7 +32,8 @@ def latency_given(args: argparse.Namespace) -> dict[str, Any]:
     return {"target_latency_ms": getattr(args, "target_latency_ms", None),
             "target_speedup": getattr(args, "target_speedup", None),
             "latency_lut": getattr(args, "latency_lut", None), "latency_batch": getattr(args, "latency_batch", None),
-            "latency_calibration": getattr(args, "latency_calibration", None)}
+            "latency_calibration": getattr(args, "latency_calibration", None),
+            "ffn_multiple": getattr(args, "ffn_multiple", None)}
 
 
 def print_latency(args: argparse.Namespace, rep: dict[str, Any]) -> None:
@@ -45,7 +49,7 @@ def print_latency(args: argparse.Namespace, rep: dict[str, Any]) -> None:
     if cal:
         c = cal["iterations"][cal["chosen"]]
         parts.append(f"calibrated before fine-tuning: {c['measured_speedup']:.3g}x measured "
-                     f"({len(cal['iterations'])} timed)")
+                     f"({cal.get('timed', len(cal['iterations']))} timed)")
     m = lat.get("measured")
     if m:
         parts.append(f"measured {m['compressed_ms']:.4g} ms vs dense {m['dense_ms']:.4g} ms ({m['speedup']:.3g}x)")

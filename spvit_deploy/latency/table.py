@@ -194,6 +194,16 @@ def load_lut(path: str | os.PathLike[str]) -> LatencyTable:
     return LatencyTable.from_dict(raw, where=f"latency table '{p}'")
 
 
+# FFN widths the backend favours: TensorRT and CUDA GEMMs in fp16 run tensor-core tiles of 8 (widths off the
+# multiple pad or fall back); ORT and torch on CPU: no multiple measured to pay (benchmarks/latency_ffn_multiple.py)
+FAVOURED_FFN_MULTIPLE = {"tensorrt": 8, "onnxruntime-cuda": 8, "torch-cuda": 8}
+
+
+def default_ffn_multiple(lut: "LatencyTable") -> int:
+    """The multiple derived FFN widths are rounded to by default for the table's backend (1: none)."""
+    return FAVOURED_FFN_MULTIPLE.get(lut.backend, 1)
+
+
 # -- the machine and runtime ------------------------------------------------------------------------
 
 def here_fingerprint(backend: str, threads: int, precision: str) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class TrainConfig:
     latency_lut: str = ""
     latency_batch: int = 0
     latency_calibration: bool = True  # time the derived architecture against the dense one and re-derive
+    ffn_multiple: int = 0  # latency targets: derived FFN widths in multiples of this (0: the table backend's default)
     pretrained: bool = False
     checkpoint: str = ""  # dense weights; "" with pretrained=False means random weights
     img_size: int = 0  # 0: the model's
@@ -127,6 +128,7 @@ class TrainConfig:
             (self.target_gmacs >= 0 and self.target_ratio >= 0, "targets must be positive"),
             (self.target_latency_ms >= 0 and self.target_speedup >= 0 and self.latency_batch >= 0,
              "latency targets and --latency-batch must be positive"),
+            (self.ffn_multiple >= 0, "--ffn-multiple must be positive"),
             (sum(bool(t) for t in (self.target_gmacs, self.target_ratio, self.target_latency_ms,
                                    self.target_speedup)) <= 1,
              "give one target of --target-gmacs, --target-ratio, --target-latency-ms, --target-speedup, not both"),

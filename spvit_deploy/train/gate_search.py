@@ -54,12 +54,13 @@ class LatencyTarget:
     floor_ms: float  # predicted, every block skipped and every FFN pruned
     ms: float | None = None
     speedup: float | None = None  # as asked (--target-speedup), else None
+    ffn_multiple: int = 1  # derived FFN widths are multiples of this (or the dense width)
 
     def to_dict(self) -> dict[str, Any]:
         return {"backend": self.lut.backend, "precision": self.lut.precision, "threads": self.lut.threads,
                 "batch": self.batch, "target_ms": None if self.ms is None else round(self.ms, 4),
                 "target_speedup": self.speedup, "dense_predicted_ms": round(self.dense_ms, 4),
-                "floor_predicted_ms": round(self.floor_ms, 4)}
+                "floor_predicted_ms": round(self.floor_ms, 4), "ffn_multiple": self.ffn_multiple}
 
 
 def latency_loss(supernet: nn.Module, target: LatencyTarget, lam: float, dense_gmacs: float
@@ -162,14 +163,17 @@ def derive_for_latency(supernet: nn.Module, model_name: str, target: LatencyTarg
                        ) -> ArchSpec:
     """The searched architecture, landing on the predicted latency target: as `derive_for_target`, with each
     block's op and FFN priced by the latency table (an FFN unit costs what its block's FFN curve adds at that
-    width), so the FFN units ranked across blocks are kept while the predicted total fits the target."""
+    width), so the FFN units ranked across blocks are kept while the predicted total fits the target.
+
+    With `target.ffn_multiple` N > 1 every FFN width is a multiple of N (or the dense width): a block's units,
+    ranked by gate logit, are taken N at a time, the chunks ranked across blocks by their mean logit."""
     from ..latency.predict import ffn_curve, predict_latency
 
     assert target.ms is not None
-    goal = target.ms
+    goal, mult = target.ms, max(1, target.ffn_multiple)
     spec = derive_spec(supernet, model_name, source="search")
     first = predict_latency(spec, target.lut, target.batch).total_ms
-    if abs(first - goal) <= tolerance * goal:
+    if abs(first - goal) <= tolerance * goal and mult == 1:
         return _with_latency_extra(spec, target, first, first, "p > 0.5")
     lut, t = target.lut, target.lut.table(target.batch)
     gi = lut.group_of_block()
@@ -188,29 +192,33 @@ def derive_for_latency(supernet: nn.Module, model_name: str, target: LatencyTarg
     while ffn_budget() > sum(c[-1] for c in curves) and min(levels) < 3:  # undershoot: most confident next gate on
         i = max((i for i, lv in enumerate(levels) if lv < 3), key=lambda i: float(attn_logits[i][levels[i]]))
         levels[i] += 1
-    ffn_logits = torch.cat([blk.mlp.gates.logits.detach().float().cpu() for blk in blocks_])
-    owner = np.concatenate([np.full(len(c) - 1, i) for i, c in enumerate(curves)])
-    order = torch.argsort(ffn_logits, descending=True, stable=True).numpy()
+    logits = [blk.mlp.gates.logits.detach().float().cpu().numpy() for blk in blocks_]
+    ranked = [np.argsort(-lg, kind="stable") for lg in logits]  # each block's units, most confident first
+    chunks = [(b, k) for b, r in enumerate(ranked) for k in range(0, len(r), mult)]  # (block, first unit of chunk)
+    score = [float(logits[b][ranked[b][k:k + mult]].mean()) for b, k in chunks]
+    order = sorted(range(len(chunks)), key=lambda j: -score[j])  # stable: a block's chunks stay in order
     width = [0] * len(curves)
     budget, spent, keep, best = ffn_budget(), 0.0, 0, abs(ffn_budget())
-    for k, u in enumerate(order, 1):  # the most confident units while the predicted total approaches the target
-        b = int(owner[u])
-        spent += float(curves[b][width[b] + 1] - curves[b][width[b]])
-        width[b] += 1
+    for n, j in enumerate(order, 1):  # the most confident chunks while the predicted total approaches the target
+        b, k = chunks[j]
+        w = min(k + mult, len(ranked[b]))
+        spent += float(curves[b][w] - curves[b][width[b]])
+        width[b] = w
         if abs(budget - spent) < best:
-            keep, best = k, abs(budget - spent)
+            keep, best = n, abs(budget - spent)
         if spent > budget:
             break
-    kept = np.zeros(len(owner), dtype=bool)
-    kept[order[:keep]] = True
-    blocks, start = [], 0
-    for lv, c in zip(levels, curves):
-        n = len(c) - 1
-        blocks.append(BlockSpec(attn=LEVELS[lv], ffn_kept=tuple(int(k) for k in np.nonzero(kept[start:start + n])[0])))
-        start += n
+    width = [0] * len(curves)
+    for j in order[:keep]:
+        b, k = chunks[j]
+        width[b] = max(width[b], min(k + mult, len(ranked[b])))
+    blocks = [BlockSpec(attn=LEVELS[lv], ffn_kept=tuple(sorted(int(u) for u in ranked[b][:width[b]])))
+              for b, lv in enumerate(levels)]
     fitted = replace(spec, blocks=tuple(blocks), source="search")
     got = predict_latency(fitted, lut, target.batch).total_ms
-    return _with_latency_extra(fitted, target, first, got, "p > 0.5, then fitted to the latency target by gate logits")
+    rule = "p > 0.5, then fitted to the latency target by gate logits" + (
+        f", FFN widths in multiples of {mult}" if mult > 1 else "")
+    return _with_latency_extra(fitted, target, first, got, rule)
 
 
 def derive_calibrated(supernet: nn.Module, model_name: str, target: LatencyTarget,
@@ -232,7 +240,8 @@ def derive_calibrated(supernet: nn.Module, model_name: str, target: LatencyTarge
 def _with_latency_extra(spec: ArchSpec, target: LatencyTarget, first_ms: float, got_ms: float, rule: str) -> ArchSpec:
     return replace(spec, extra={"target_latency_ms": round(target.ms or 0.0, 4), "gates_latency_ms": round(first_ms, 4),
                                 "predicted_latency_ms": round(got_ms, 4), "latency_batch": target.batch,
-                                "latency_backend": target.lut.backend, "rule": rule})
+                                "latency_backend": target.lut.backend, "ffn_multiple": target.ffn_multiple,
+                                "rule": rule})
 
 
 def _with_extra(spec: ArchSpec, target_macs: float, first_macs: int, rule: str) -> ArchSpec:

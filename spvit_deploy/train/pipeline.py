@@ -36,7 +36,7 @@ SEARCH_WEIGHTS = "search.safetensors"
 FREE_FIELDS = {"checkpoint_every", "data.workers", "data.eval_batch_size", "recipe"}
 STAGE_FIELDS = {"search": ("finetune.",),  # ignored per stage
                 "finetune": ("search.", "target_gmacs", "target_ratio", "target_latency_ms", "target_speedup",
-                             "latency_calibration")}
+                             "latency_calibration", "ffn_multiple")}
 
 
 @dataclass
@@ -101,8 +101,10 @@ def resolve_latency(cfg: TrainConfig, dims: ModelDims) -> LatencyTarget | None:
         raise SpvitError(f"latency target {ms:.4g} ms is faster than the fastest reachable {floor:.4g} ms (every "
                          f"attention skipped, every FFN unit pruned; speedup {dense / floor:.3g}x at batch {batch}); "
                          "give a larger target")
+    from ..latency.table import default_ffn_multiple
+
     return LatencyTarget(lut=lut, batch=batch, dense_ms=dense, floor_ms=floor, ms=ms,
-                         speedup=cfg.target_speedup or None)
+                         speedup=cfg.target_speedup or None, ffn_multiple=cfg.ffn_multiple or default_ffn_multiple(lut))
 
 
 def check_inputs(cfg: TrainConfig, need_target: bool) -> tuple[ModelDims, float | None]:
@@ -256,7 +258,7 @@ def run_search(job: Job, target_macs: float | None, latency: LatencyTarget | Non
             if cal:
                 c = cal["iterations"][cal["chosen"]]
                 print(f"search: calibrated: measured {c['measured_speedup']:.4g}x for a target of "
-                      f"{cal['target_speedup']:.4g}x ({100 * c['miss']:+.1f}%, {len(cal['iterations'])} timed)",
+                      f"{cal['target_speedup']:.4g}x ({100 * c['miss']:+.1f}%, {cal.get('timed', len(cal['iterations']))} timed)",
                       file=sys.stderr)
         else:
             print(f"search: derived {got:.4g} GMACs for a target of {target_macs / 1e9:.4g} "
