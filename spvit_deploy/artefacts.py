@@ -1,8 +1,8 @@
 """Typed, versioned artefacts and the one validator they share.
 
-Each artefact other than the spec and the train config (run meta, the deploy metadata inside an
-ONNX graph, an engine's sidecar, benchmark results) is a small frozen dataclass with a schema
-version. `load(cls, data, where)` checks a dict read from disk: unknown or missing keys, wrong
+Each artefact other than the spec and the train config (run meta, a search's state, the deploy
+metadata inside an ONNX graph, an engine's sidecar, benchmark results) is a small frozen dataclass
+with a schema version. `load(cls, data, where)` checks a dict read from disk: unknown or missing keys, wrong
 types and impossible values give a one-line `SpvitError`; a version newer than this code, or an
 older one it cannot read, is refused with how to regenerate the file.
 """
@@ -116,6 +116,31 @@ class RunMeta(Artefact):
     def check(self) -> list[str]:
         bad = [f"{n} {v} < 0" for n, v in (("gmacs", self.gmacs), ("params", self.params)) if v < 0]
         return bad + ([f"num_classes {self.num_classes} < 1"] if self.num_classes < 1 else [])
+
+
+@dataclass(frozen=True)
+class SearchState(Artefact):
+    """`search_state.json` beside a search's weights: what rebuilds the searched supernet by itself (the
+    dense model it wraps, its head-mixing alpha) and the spec derived from it at the target."""
+
+    KIND: ClassVar[str] = "search state"
+    VERSION_KEY: ClassVar[str] = "search_state_version"
+    REGENERATE: ClassVar[str] = "re-run 'spvit-deploy search' into that folder"
+
+    search_state_version: int
+    spvit_deploy: str
+    model: str  # the timm name
+    family: str
+    alpha: float
+    img_size: int
+    num_classes: int
+    weights: str  # the weights file beside it
+    spec: dict[str, Any]
+
+    def check(self) -> list[str]:
+        bad = [f"{n} {v} < 1" for n, v in (("img_size", self.img_size), ("num_classes", self.num_classes)) if v < 1]
+        bad += [f"alpha {self.alpha} <= 0"] if not self.alpha > 0 else []
+        return bad + ([f"weights '{self.weights}' is not a file name"] if not self.weights or "/" in self.weights else [])
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spvit_deploy.artefacts import BenchResults, DeployMetadata, EngineSidecar, RunMeta, load
+from spvit_deploy.artefacts import BenchResults, DeployMetadata, EngineSidecar, RunMeta, SearchState, load
 from spvit_deploy.errors import SpvitError
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "ort_cpu" / "results.json"
@@ -16,6 +16,9 @@ EXAMPLES = {
     RunMeta: {"meta_version": 1, "spvit_deploy": "0.1.0", "model": "deit_tiny_patch16_224", "num_classes": 10,
               "data_config": {"input_size": [3, 64, 64], "mean": [0.5] * 3}, "gmacs": 0.06, "params": 5_000_000,
               "source": {"checkpoint": "w.pth"}},
+    SearchState: {"search_state_version": 1, "spvit_deploy": "0.1.0", "model": "deit_tiny_patch16_224", "family": "vit",
+                  "alpha": 0.01, "img_size": 64, "num_classes": 10, "weights": "search.safetensors",
+                  "spec": {"schema_version": 1}},
     DeployMetadata: {"metadata_version": 1, "spvit_deploy": "0.1.0", "variant": "compressed",
                      "model": "deit_tiny_patch16_224", "input_size": [3, 64, 64], "mean": [0.485, 0.456, 0.406],
                      "std": [0.229, 0.224, 0.225], "interpolation": "bicubic", "crop_pct": 0.875, "num_classes": 10,
@@ -31,6 +34,7 @@ EXAMPLES = {
 }
 IMPOSSIBLE = {
     RunMeta: ("params", -1),
+    SearchState: ("alpha", 0.0),
     DeployMetadata: ("variant", "half"),
     EngineSidecar: ("profiles", [{"min": 4, "opt": 2, "max": 8}]),
 }

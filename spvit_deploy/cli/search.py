@@ -1,4 +1,5 @@
-"""`spvit-deploy search`: the gate search alone; writes `arch.json` (at the target) and `search.safetensors`.
+"""`spvit-deploy search`: the gate search alone; writes `arch.json` (at the target), `search.safetensors` and
+`search_state.json` (what rebuilds the searched supernet: `spvit_deploy.supernet.load_search(out)`).
 
 Python: `spvit_deploy.train.search(config_for(model, data, target_gmacs=8.4, ...), out)`.
 """

@@ -2,9 +2,10 @@
 each stage resumable, in one run folder. `search` and `finetune` run the stages alone.
 
 Run folder: `config.json`, `metrics.jsonl`, `dense.json` (the dense model on `val/`),
-`checkpoints/<stage>.pt` (+ `.json`, the config it started with), after search `arch.json`
-and `search.safetensors` (the searched supernet), after fine-tuning the plain network
-(`model.safetensors`, `meta.json`, see `run.save_run`), and `report.json` / `report.md`.
+`checkpoints/<stage>.pt` (+ `.json`, the config it started with), after search `arch.json`,
+`search.safetensors` and `search_state.json` (the searched supernet and what rebuilds it), after
+fine-tuning the plain network (`model.safetensors`, `meta.json`, see `run.save_run`), and
+`report.json` / `report.md`.
 """
 from __future__ import annotations
 
@@ -241,12 +242,9 @@ def run_search(job: Job, target_macs: float | None, latency: LatencyTarget | Non
     else:
         spec = derive_for_target(supernet, job.model_name, target_macs)
     if job.rt.is_main:
-        from safetensors.torch import save_file
+        from ..supernet.searched import save_search
 
-        from .._io import atomic_path
-
-        with atomic_path(job.out / SEARCH_WEIGHTS) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in supernet.state_dict().items()}, str(tmp))
+        save_search(supernet, job.model_name, spec, job.out / SEARCH_WEIGHTS)
         spec.save(job.out / "arch.json")
         got = M.cost(job.dims, spec).gmacs
         if target_macs is None:
@@ -294,16 +292,13 @@ def run_finetune(job: Job, supernet: nn.Module, spec: ArchSpec) -> dict[str, Any
 
 
 def search_supernet_for(job: Job, source: str | Path | None) -> nn.Module:
-    """A supernet from `source`'s searched weights (a run folder or a .safetensors), else from the dense model."""
-    from ..supernet import load_supernet_checkpoint, to_supernet
+    """A supernet from `source`'s searched weights (a run folder or a .safetensors; its `search_state.json`
+    must fit this job), else from the dense model."""
+    from ..supernet.searched import searched_supernet
 
-    supernet = to_supernet(copy.deepcopy(job.dense).requires_grad_(True)).to(job.rt.device)
-    if source:
-        p = Path(source)
-        p = p / SEARCH_WEIGHTS if p.is_dir() else p
-        load_supernet_checkpoint(supernet, str(p))
-        supernet.to(job.rt.device)
-    return supernet
+    p = Path(source) if source else None
+    weights = p / SEARCH_WEIGHTS if p is not None and p.is_dir() else p
+    return searched_supernet(copy.deepcopy(job.dense).requires_grad_(True), job.model_name, weights).to(job.rt.device)
 
 
 # -- entry points ----------------------------------------------------------------------------------

@@ -63,3 +63,32 @@ def test_shipped_teacher_is_used_only_for_its_split_and_recipe(tmp_path) -> None
     other = {**split, "split_sha256": "0" * 64}
     assert shipped_teacher(plan, 0, other, tmp_path / "t2") is None and not (tmp_path / "t2").exists()
     assert shipped_teacher(DemoPlan(teacher_epochs=3), 0, split, tmp_path / "t3") is None
+
+
+def test_search_then_finetune_from_the_search_state(digits, tmp_path) -> None:
+    """`search` writes `search_state.json`; the search rebuilds its supernet by itself, a fine-tune starts
+    from it, and a fine-tune for another input size is refused in one line."""
+    import torch
+
+    from spvit_deploy.errors import SpvitError
+    from spvit_deploy.supernet.searched import load_search
+    from spvit_deploy.train import DataConfig, config_for, finetune, search
+
+    from train_testing import NANO
+
+    kw = dict(target_ratio=0.5, search_epochs=1, finetune_epochs=1, amp="none", distill="none", seed=0)
+    data = DataConfig(root=str(digits), batch_size=8)
+    cfg = config_for(NANO, data, **kw)
+    search(cfg, tmp_path / "s", device="cpu", threads=1, progress=False)
+    supernet, state = load_search(tmp_path / "s")
+    assert state.model == NANO and state.num_classes == 10 and state.spec == json.loads(
+        (tmp_path / "s" / "arch.json").read_text())
+    assert supernet(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    rep = finetune(cfg, tmp_path / "f", arch=tmp_path / "s" / "arch.json", supernet=tmp_path / "s", device="cpu",
+                   threads=1, progress=False)
+    assert rep["compressed"]["gmacs"] <= 0.55 * rep["dense"]["gmacs"]
+    other = config_for(NANO, data, img_size=48, **kw)
+    with pytest.raises(SpvitError, match=r"was searched for vit_nano_patch4_32 \(10 classes, 32 px\), not "
+                                         r"vit_nano_patch4_32 \(10 classes, 48 px\)"):
+        finetune(other, tmp_path / "g", arch=tmp_path / "s" / "arch.json", supernet=tmp_path / "s", device="cpu",
+                 threads=1, progress=False)
