@@ -1,5 +1,6 @@
 """The plugin pass: each conv block's attention subgraph -> one `SpvitConvAttn` node for TensorRT,
-and the numpy reference of that node for `onnx.reference` (the CPU proxy of the plugin).
+and that node's reference op for `onnx.reference` (the CPU proxy of the plugin: a wrapper of the oracle,
+`spvit_kernels.conv_attn_reference`, whose module docstring says what the op is called where).
 
 Matched (what the exporter emits for `plain.ConvAttention`, fp32 or fp16 alike):
     u -> Slice(1:, axis 1) -> Reshape(B, gh, gw, C) -> Transpose(0,3,1,2)      (NHWC tokens; or
@@ -378,36 +379,22 @@ def insert_conv_attn_plugins(model: Any, kernel_sizes: tuple[int, ...] = (1, 3))
 
 def conv_attn_numpy(u: np.ndarray, conv_weight_packed: np.ndarray, conv_bias: np.ndarray, proj_weight: np.ndarray,
                     proj_bias: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """attn(u) of a conv block from the math, in numpy: (B, 1+N, C) -> (B, 1+N, C), or a map without a
-    class token (B, gh, gw, C) -> (B, gh, gw, C).
+    """The plugin node's op on its inputs: `spvit_kernels.conv_attn_reference`, the oracle, with the conv
+    weight packed (k, k, C, d); (B, 1+N, C) -> (B, 1+N, C), or a map without a class token
+    (B, gh, gw, C) -> (B, gh, gw, C). Computes in fp32 and rounds the hidden tokens and the output to u's
+    dtype, as the kernel does; the class token is copied."""
+    import torch
+    from spvit_kernels.reference import conv_attn_reference
 
-    Patches y = ReLU(sum over taps (ky, kx) of shift(u, ky - k//2, kx - k//2) @ W[ky, kx] + b), zero
-    outside the grid, W packed (k, k, C, d); then y @ proj_weight (C, d).T + proj_bias. The class
-    token is copied. Accumulates in fp32 and rounds y and the output to u's dtype, as the kernel does.
-    """
     gh, gw = grid
-    if u.ndim == 4:
-        if u.shape[1:3] != (gh, gw):
-            raise ValueError(f"a {u.shape[1:3]} map is not the {gh}x{gw} grid")
-        return conv_attn_numpy(u.reshape(u.shape[0], gh * gw, u.shape[3]), conv_weight_packed, conv_bias,
-                               proj_weight, proj_bias, grid).reshape(u.shape)
-    b, t, c = u.shape
-    k, _, _, d = conv_weight_packed.shape
-    prefix = t - gh * gw
-    if prefix not in (0, 1):
-        raise ValueError(f"{t} tokens != {gh}*{gw} (a map) or 1 + {gh}*{gw} (class token + grid)")
-    img = u[:, prefix:].astype(np.float32).reshape(b, gh, gw, c)
-    p = k // 2
-    padded = np.zeros((b, gh + 2 * p, gw + 2 * p, c), np.float32)
-    padded[:, p:p + gh, p:p + gw] = img
-    w = conv_weight_packed.astype(np.float32)
-    acc = np.zeros((b, gh, gw, d), np.float32)
-    for ky in range(k):
-        for kx in range(k):
-            acc += padded[:, ky:ky + gh, kx:kx + gw] @ w[ky, kx]
-    y = np.maximum(acc + conv_bias.astype(np.float32), 0.0).astype(u.dtype).astype(np.float32)
-    out = y.reshape(b, gh * gw, d) @ proj_weight.astype(np.float32).T + proj_bias.astype(np.float32)
-    return np.concatenate([u[:, :prefix], out.astype(u.dtype)], axis=1)
+    if u.ndim == 4 and u.shape[1:3] != (gh, gw):
+        raise ValueError(f"a {u.shape[1:3]} map is not the {gh}x{gw} grid")
+    if u.ndim == 3 and u.shape[1] - gh * gw not in (0, 1):
+        raise ValueError(f"{u.shape[1]} tokens != {gh}*{gw} (a map) or 1 + {gh}*{gw} (class token + grid)")
+    f32 = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731  (a copy: writable)
+    out = conv_attn_reference(f32(u), f32(conv_weight_packed).permute(3, 2, 0, 1), f32(conv_bias), f32(proj_weight),
+                              f32(proj_bias), grid, hidden_dtype=torch.from_numpy(np.zeros(0, u.dtype)).dtype)
+    return out.numpy().astype(u.dtype)
 
 
 def set_plugin_aot(proto: Any, aot: bool) -> int:

@@ -108,7 +108,7 @@ def fake_engine(path: Path, *, classes: int = CLASSES, profile=(1, 16, 32), plug
         "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 3, IMG, IMG]}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, classes]}],
         "profile": {"min": profile[0], "opt": profile[1], "max": profile[2]},
-        "plugins": plugins if plugins is not None else [{"name": "spvit::conv_attention", "library": None,
+        "plugins": plugins if plugins is not None else [{"name": "spvit::SpvitConvAttn", "library": None,
                                                          "implementation": "aot", "python_needed_at_runtime": False}],
     }))
     return path
@@ -162,7 +162,7 @@ def test_tensorrt_configs_from_engine_sidecars(run_dir, tmp_path, capsys) -> Non
 def test_bad_input_is_one_line_and_writes_nothing(extra, message, run_dir, onnx_repo, tmp_path, capsys) -> None:
     fake_engine(tmp_path / "e" / "model.plan")
     fake_engine(tmp_path / "wrong" / "model.plan", classes=1000)
-    fake_engine(tmp_path / "jit" / "model.plan", plugins=[{"name": "spvit::conv_attn", "library": None,
+    fake_engine(tmp_path / "jit" / "model.plan", plugins=[{"name": "spvit::SpvitConvAttn", "library": None,
                                                            "implementation": "jit", "python_needed_at_runtime": True}])
     (tmp_path / "alone.plan").write_bytes(b"x")
     (tmp_path / "labels.txt").write_text("a\nb\nc\n")
