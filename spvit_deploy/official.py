@@ -9,14 +9,9 @@ trimmed FFN scattered to dense width at its kept units), the gates are pinned to
 """
 from __future__ import annotations
 
-import argparse
-import ast
-import json
 import math
-import os
 import re
-from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import SpvitError
+from .official_common import Source, StateDict, check_depth, parse_indicators, scatter_ffn, state_of
 from .spec import CONV_KERNEL, ArchSpec, BlockSpec, load_spec, op_from_code
 
 OFFICIAL_ALPHA = 0.01  # head-mixing temperature of the official UnifiedAttention
@@ -35,74 +31,6 @@ PLACEHOLDER_KEPT = (
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(.+)")
 _SEARCH_KEY = re.compile(r"blocks\.(\d+)\.mlp\.assigned_indicator_index")
 _THRESHOLD_KEY = re.compile(r"blocks\.(\d+)\.attn\.kernel_thresholds")
-
-StateDict = dict[str, torch.Tensor]
-Source = str | os.PathLike[str] | Mapping[str, torch.Tensor]
-
-
-def load_official_state(path: str | os.PathLike[str]) -> StateDict:
-    """The `model` state dict of an official checkpoint (training extras such as `args` allowed)."""
-    from .models import read_state_dict
-
-    safe = getattr(torch.serialization, "safe_globals", None)  # the official code saves args (a Namespace)
-    with safe([argparse.Namespace]) if safe else nullcontext():
-        return read_state_dict(path)
-
-
-def _state(src: Source, label: str) -> tuple[StateDict, str]:
-    """The state dict and how error messages name it (the path, or `label` for an in-memory dict)."""
-    if isinstance(src, Mapping):
-        return {k.removeprefix("module."): v for k, v in src.items()}, label
-    return load_official_state(src), str(src)
-
-
-def parse_indicators(value: str | Sequence[Any]) -> tuple[str, ...]:
-    """Per-block ops from official gate codes `[[1,0,0],[1,1,0],[1,1,1],...]`: JSON or Python text,
-    a list, or an official fine-tune config file (its `assigned_indicators`)."""
-    where, codes = "--indicators", value
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.startswith("["):
-            p = Path(text)
-            if not p.is_file():
-                raise SpvitError(f"--indicators '{text}' is neither a list like [[1,0,0],...] nor a config file")
-            where = str(p)
-            try:
-                cfg = json.loads(p.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise SpvitError(f"{p}: not valid JSON; give an official fine-tune config or the list itself") from None
-            codes = cfg.get("assigned_indicators") if isinstance(cfg, dict) else cfg
-        else:
-            try:
-                codes = json.loads(text)
-            except json.JSONDecodeError:
-                try:
-                    codes = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    raise SpvitError(f"--indicators is not a list of gate codes: {text[:60]!r}") from None
-    if not isinstance(codes, (list, tuple)) or not codes:
-        raise SpvitError(
-            f"{where}: expected a non-empty list of [g_1x1, g_3x3, g_msa] codes, one per block "
-            "(search configs have none; use the *_ft config)"
-        )
-    ops = []
-    for i, c in enumerate(codes):
-        if not (isinstance(c, (list, tuple)) and len(c) == 3
-                and all(isinstance(v, (int, float)) and v in (0, 1) for v in c)):
-            raise SpvitError(f"{where}: block {i} indicator {c!r} is not three 0/1 gate values like [1, 1, 0]")
-        try:
-            ops.append(op_from_code(c))
-        except SpvitError as e:
-            raise SpvitError(f"{where}: block {i}: {e}") from None
-    return tuple(ops)
-
-
-def _check_depth(n: int, depth: int, model: str, what: str) -> None:
-    if n < depth:
-        raise SpvitError(f"block {n}: {what} has no entry for it ({n} blocks, model '{model}' has {depth})")
-    if n > depth:
-        raise SpvitError(f"block {depth}: {what} lists {n} blocks but model '{model}' has {depth}")
-
 
 def _indexed(state: StateDict, pattern: re.Pattern[str]) -> dict[int, torch.Tensor]:
     return {int(m[1]): v for k, v in state.items() if (m := pattern.fullmatch(k))}
@@ -137,7 +65,7 @@ def spec_from_search(
     ops from `ops` or else from the file's `kernel_thresholds`."""
     from .models import dims_for, resolve_model_name
 
-    state, where = _state(search, "search file")
+    state, where = state_of(search, "search file")
     indicators = _indexed(state, _SEARCH_KEY)
     if not indicators:
         raise SpvitError(
@@ -172,7 +100,7 @@ def spec_from_search(
         kept.append(tuple(int(k) for k in torch.nonzero(on).flatten().tolist()))
     if ops is None:
         ops = _ops_from_thresholds(state, dims.depth, where)
-    _check_depth(len(ops), dims.depth, name, "the ops list")
+    check_depth(len(ops), dims.depth, name, "the ops list")
     return ArchSpec(
         model=name,
         img_size=img_size or dims.img_size,
@@ -235,7 +163,7 @@ def _resolve_spec(
         spec = load_spec(arch) if not isinstance(arch, ArchSpec) else arch
         if not same_model(spec.model, model):
             raise SpvitError(f"the architecture is for model '{spec.model}', not '{model}'; pass the matching --model")
-        _check_depth(len(spec.blocks), dims.depth, name, "the architecture")
+        check_depth(len(spec.blocks), dims.depth, name, "the architecture")
         spec.validate_against(dims.depth, dims.mlp_hidden, where="the architecture")
         return spec.with_overrides(img_size=img, num_classes=classes)
     ops = parse_indicators(indicators) if indicators is not None else None
@@ -243,7 +171,7 @@ def _resolve_spec(
         return spec_from_search(search, model, ops=ops, img_size=img, num_classes=classes)
     if ops is None:
         raise SpvitError("say which architecture the checkpoint has: --arch, --indicators '[[1,0,0],...]' or --search-ckpt")
-    _check_depth(len(ops), dims.depth, name, "--indicators")
+    check_depth(len(ops), dims.depth, name, "--indicators")
     blocks = []
     for i, op in enumerate(ops):
         fc1 = state.get(f"blocks.{i}.mlp.fc1.weight")
@@ -373,18 +301,6 @@ def _reject_skip(spec: ArchSpec) -> None:
         )
 
 
-def scatter_ffn(trimmed: torch.Tensor, dense: torch.Tensor, kept: Sequence[int], columns: bool) -> torch.Tensor:
-    """A trimmed FFN tensor placed at its `kept` units of a zero tensor shaped like `dense` (rows of fc1's
-    weight and bias, columns of fc2's weight)."""
-    idx = torch.tensor(list(kept), dtype=torch.long)
-    full = torch.zeros_like(dense)
-    if columns:
-        full[:, idx] = trimmed.to(dense.dtype)
-    else:
-        full[idx] = trimmed.to(dense.dtype)
-    return full
-
-
 @torch.no_grad()
 def _load_into_supernet(state: StateDict, spec: ArchSpec, dense: nn.Module) -> nn.Module:
     """Official weights -> the dense model's parameters -> supernet (head logits and BatchNorms)."""
@@ -444,7 +360,7 @@ def import_official(
     from .families import family_of
     from .models import create_dense
 
-    state, where = _state(checkpoint, "checkpoint")
+    state, where = state_of(checkpoint, "checkpoint")
     _reject_other_formats(state, where)
     fam = family_of(create_dense(model, device="meta"), model)
     module, func = fam.official_importer.split(":")

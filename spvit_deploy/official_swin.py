@@ -120,7 +120,7 @@ def check_official_swin_state(state: dict[str, torch.Tensor], spec: ArchSpec, de
 @torch.no_grad()
 def _dense_state(state: dict[str, torch.Tensor], spec: ArchSpec, dense: nn.Module, paths: list[str]) -> dict[str, torch.Tensor]:
     """Official fine-tuned weights as the dense timm model's state (unused parts zero)."""
-    from .official import scatter_ffn
+    from .official_common import scatter_ffn
 
     by_path = dict(zip(paths, spec.blocks))
     new = {}
@@ -166,7 +166,7 @@ def official_to_timm_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 def _resolve_spec(state: dict[str, torch.Tensor], model: str, arch: ArchSpec | str | None, indicators: Any,
                   search: Any, img: int, classes: int, paths: list[str], dense_widths: list[int]) -> ArchSpec:
     from .models import resolve_model_name, same_model
-    from .official import _check_depth, _state, parse_indicators
+    from .official_common import check_depth, parse_indicators, state_of
 
     name = resolve_model_name(model)
     if arch is not None:
@@ -175,7 +175,7 @@ def _resolve_spec(state: dict[str, torch.Tensor], model: str, arch: ArchSpec | s
         spec = load_spec(arch) if not isinstance(arch, ArchSpec) else arch
         if not same_model(spec.model, model):
             raise SpvitError(f"the architecture is for model '{spec.model}', not '{model}'; pass the matching --model")
-        _check_depth(len(spec.blocks), len(paths), name, "the architecture")
+        check_depth(len(spec.blocks), len(paths), name, "the architecture")
         spec.validate_against(len(paths), dense_widths, where="the architecture")
         return replace(spec.with_overrides(img_size=img, num_classes=classes), family="swin", skip_branch="input",
                        conv_scope="full_map")
@@ -184,11 +184,11 @@ def _resolve_spec(state: dict[str, torch.Tensor], model: str, arch: ArchSpec | s
     codes = flatten_stage_indicators(indicators if not isinstance(indicators, str) or not indicators.strip().startswith("[")
                                      else _literal(indicators))
     ops = parse_indicators(codes)
-    _check_depth(len(ops), len(paths), name, "--indicators")
+    check_depth(len(ops), len(paths), name, "--indicators")
     kept: list[tuple[int, ...]] = []
     extra: dict[str, Any] = {}
     if search is not None:
-        sstate, where = _state(search, "search file")
+        sstate, where = state_of(search, "search file")
         for i, path in enumerate(paths):
             t = sstate.get(f"{path}.mlp.assigned_indicator_index")
             if t is None:

@@ -21,7 +21,7 @@ LAYER_OF = {
     "spvit_deploy.supernet": "core", "spvit_deploy.plain": "core", "spvit_deploy.materialization": "core",
     "spvit_deploy.run": "core", "spvit_deploy.verification": "core", "spvit_deploy.official": "core",
     "spvit_deploy.fused": "core", "spvit_deploy.model_source": "core", "spvit_deploy.families": "core",
-    "spvit_deploy.official_swin": "core", "spvit_deploy.plain_layers": "core",
+    "spvit_deploy.official_swin": "core", "spvit_deploy.plain_layers": "core", "spvit_deploy.official_common": "core",
     "spvit_deploy.train": "train",
     "spvit_deploy.export": "export",
     "spvit_deploy.passes": "passes",
