@@ -66,7 +66,8 @@ def markdown(rows: list[dict], env: dict) -> str:
         return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else "-"
 
     lines = ["# Search form vs quality: the earlier search form beside the single-path one (digits, 50% MACs)", "",
-             f"The demo's compress config with the shipped teacher; single-path rows from quality_digits.json. "
+             f"The demo's compress config with the shipped teacher, fp32, seed for seed; single-path rows of the seeds "
+             f"that quality_digits.json has (0-2) come from it, every other row was run by this script. "
              f"CPU: {env['cpu']}, {env['threads']} threads, torch {env['torch']}.", "",
              "| seed | before: top-1 | before: attention per block | single-path: top-1 | single-path: attention |",
              "|---|---|---|---|---|"]
