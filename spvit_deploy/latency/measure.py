@@ -16,9 +16,12 @@ from .table import LatencyTable, check_here
 
 def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequence[int] | None = None, *,
                   iters: int = 20, warmup: int = 3, rounds: int = 4, seed: int = 0,
-                  log: Callable[[str], None] | None = None) -> dict[str, dict[int, dict[str, Any]]]:
+                  log: Callable[[str], None] | None = None, reference: str | None = None
+                  ) -> dict[str, dict[int, dict[str, Any]]]:
     """{label: {batch: timing row (p50_ms, ...)}} of every spec (all of `lut.model`), on the table's backend
-    with its threads, exported as the table's networks were."""
+    with its threads, exported as the table's networks were. With `reference` (a label of `specs`), that
+    network is timed in every chunk too and each row gets `ref_p50_ms`, its p50 in the row's own chunk (the
+    machine's speed at the time, to normalise drift between chunks and runs)."""
     import torch
 
     from ..bench.settings import BenchSettings
@@ -55,16 +58,29 @@ def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequen
             say(f"[{k}/{len(specs)}] {label}: exported")
         from ..bench.harness import time_interleaved
 
-        labels = list(paths)
+        labels = [k for k in paths if k != reference]
         shape = (3, lut.img_size, lut.img_size)
         for batch in batches:
-            for chunk in chunks(labels, MAX_WORKERS):
+            refs = []
+            for chunk in chunks(labels, MAX_WORKERS - (reference is not None)):
+                chunk = [reference, *chunk] if reference is not None else chunk
                 say(f"timing batch {batch}: {chunk[0]} .. {chunk[-1]}")
                 rows, _ = time_interleaved(lut.backend, {k: paths[k] for k in chunk}, batch, shape,
                                            batch_settings(settings, batch))
                 for k in chunk:
-                    out[k][batch] = {key: rows[k][key] for key in ("p50_ms", "p90_ms", "mean_ms", "min_ms",
-                                                                  "iters", "other_cpu_pct")}
+                    row = {key: rows[k][key] for key in ("p50_ms", "p90_ms", "mean_ms", "min_ms", "iters",
+                                                         "other_cpu_pct")}
+                    if reference is not None:
+                        row["ref_p50_ms"] = rows[reference]["p50_ms"]
+                    if k != reference:
+                        out[k][batch] = row
+                if reference is not None:
+                    refs.append(rows[reference])
+            if reference is not None:
+                out[reference][batch] = {key: refs[0][key] for key in ("p50_ms", "p90_ms", "mean_ms", "min_ms",
+                                                                       "iters", "other_cpu_pct")}
+                out[reference][batch]["ref_p50_ms"] = refs[0]["p50_ms"]
+                out[reference][batch]["chunks_p50_ms"] = [r["p50_ms"] for r in refs]
     return out
 
 

@@ -22,6 +22,7 @@ from ..errors import SpvitError
 from ..spec import ArchSpec, BlockSpec
 from .table import ATTN_OPS, BatchTable, BlockGroup, GroupLatency, LatencyTable, here_fingerprint
 
+CHECK_NETWORKS = 4  # random mixed architectures timed beside the table's networks (the sums are fitted to them)
 WIDTH_STEPS = 8  # FFN widths profiled per group: 0 and eight steps up to the dense width
 WIDTH_MULTIPLE = 16  # profiled widths are multiples of 16 (the widths GEMM kernels favour)
 MAX_WORKERS = 14  # networks timed side by side (each in its own worker process)
@@ -71,8 +72,12 @@ def block_groups(dims: Any, steps: int = WIDTH_STEPS) -> tuple[BlockGroup, ...]:
     return tuple(out)
 
 
-def profile_configs(groups: Sequence[BlockGroup], depth: int) -> list[tuple[str, list[tuple[str, int]]]]:
-    """(label, per block (op, ffn width)) of every network to time: base, per group each op and each width > 0."""
+def profile_configs(groups: Sequence[BlockGroup], depth: int, checks: int | None = None, seed: int = 0
+                    ) -> list[tuple[str, list[tuple[str, int]]]]:
+    """(label, per block (op, ffn width)) of every network to time: base, per group each op and each width > 0,
+    and `checks` random mixed architectures (`check<k>`) the per-block sums are fitted to (`delta_scale`)."""
+    import random
+
     base = [("skip", 0)] * depth
     out = [("base", base)]
     for gi, g in enumerate(groups):
@@ -80,7 +85,39 @@ def profile_configs(groups: Sequence[BlockGroup], depth: int) -> list[tuple[str,
             out.append((f"g{gi}:{op}", [(op, 0) if i in g.blocks else base[i] for i in range(depth)]))
         for w in g.widths[1:]:
             out.append((f"g{gi}:ffn{w}", [("skip", w) if i in g.blocks else base[i] for i in range(depth)]))
+    checks = CHECK_NETWORKS if checks is None else checks
+    rng = random.Random(seed + 7919)
+    gi = {b: k for k, g in enumerate(groups) for b in g.blocks}
+    for k in range(checks):
+        out.append((f"check{k}", [(rng.choice((*ATTN_OPS, "skip")), rng.randint(0, groups[gi[i]].widths[-1]))
+                                  for i in range(depth)]))
     return out
+
+
+def delta_scale(groups: Sequence[BlockGroup], gl: Sequence[GroupLatency], rows: dict[str, dict[str, Any]],
+                nets: dict[str, list[tuple[str, int]]]) -> dict[str, Any]:
+    """The factor the per-block latencies are scaled by so that their sums match whole mixed networks: the
+    check networks and the dense one, each measured against the base network timed in its own chunk (drift
+    cancels), fitted in relative error. The whole networks expose what the single-kind networks the table is
+    made of do not (interactions between a block's attention and FFN, cache effects of mixed widths)."""
+    from .predict import ffn_curve
+
+    gi = {b: k for k, g in enumerate(groups) for b in g.blocks}
+    curves = [ffn_curve(g.widths, x.ffn_ms) for g, x in zip(groups, gl)]
+    ratios, used = [], []
+    for label, blocks in nets.items():
+        if label not in rows or "base_p50_ms" not in rows[label]:
+            continue
+        pred = sum((gl[gi[i]].attn_ms[op] if op != "skip" else 0.0) + float(curves[gi[i]][w])
+                   for i, (op, w) in enumerate(blocks))
+        meas = rows[label]["p50_ms"] - rows[label]["base_p50_ms"]
+        if pred > 0 and meas > 0:
+            ratios.append(pred / meas)
+            used.append({"label": label, "sum_of_blocks_ms": round(pred, 4), "measured_ms": round(meas, 4)})
+    if not ratios:
+        return {"delta_scale": 1.0, "fitted_on": []}
+    k = sum(ratios) / sum(r * r for r in ratios)  # argmin sum (k * pred / meas - 1)^2
+    return {"delta_scale": round(k, 6), "fitted_on": used}
 
 
 def _spec(model: str, dims: Any, img_size: int, blocks: list[tuple[str, int]], family: str,
@@ -139,7 +176,10 @@ def profile_latency(
     name = resolve_model_name(model)
     dims = dims_for(name, num_classes=num_classes, img_size=img_size)
     groups = block_groups(dims, width_steps)
-    configs = profile_configs(groups, dims.depth)
+    configs = profile_configs(groups, dims.depth, seed=seed)
+    fit_nets = {label: blocks for label, blocks in configs if label.startswith("check")}
+    gi_ = {b: k for k, g in enumerate(groups) for b in g.blocks}
+    fit_nets["dense"] = [("msa", groups[gi_[i]].widths[-1]) for i in range(dims.depth)]
     t0 = time.perf_counter()
     env = {**here_fingerprint(backend, settings.resolved_threads, precision),
            "load_average_before": load_average(), "busiest_processes_before": busiest_processes()}
@@ -150,7 +190,7 @@ def profile_latency(
             bs = batch_settings(settings, batch)
             say(f"timing batch {batch}: {len(paths)} networks, {bs.iters} iterations each")
             rows = time_chunked(backend, paths, batch, (dims.in_chans, dims.img_size, dims.img_size), bs)
-            tables[batch] = batch_table(batch, groups, rows)
+            tables[batch] = batch_table(batch, groups, rows, fit_nets)
             t = tables[batch]
             say(f"batch {batch}: fixed {t.fixed_ms:.3f} ms, dense {t.dense_ms:.3f} ms "
                 f"({time.perf_counter() - t0:.0f} s so far)")
@@ -163,7 +203,8 @@ def profile_latency(
                        export={"opset": settings.opset, "pad_widths": None, "weights": "random"},
                        timing={"warmup": warmup, "iters": iters, "rounds": rounds, "statistic": "p50",
                                "small_batch": SMALL_BATCH, "small_batch_factor": SMALL_BATCH_FACTOR,
-                               "width_steps": width_steps, "width_multiple": WIDTH_MULTIPLE},
+                               "width_steps": width_steps, "width_multiple": WIDTH_MULTIPLE,
+                               "check_networks": sum(k.startswith("check") for k, _ in configs)},
                        groups=groups, batches=tables)
     LatencyTable.from_dict(lut.to_dict())  # what is written must load
     lut.save(out)
@@ -225,8 +266,10 @@ def time_chunked(backend: str, paths: dict[str, str], batch: int, input_shape: S
     return rows
 
 
-def batch_table(batch: int, groups: Sequence[BlockGroup], rows: dict[str, dict[str, Any]]) -> BatchTable:
-    """Per-block ms from the timed whole networks (difference to the chunk's base / blocks in the group)."""
+def batch_table(batch: int, groups: Sequence[BlockGroup], rows: dict[str, dict[str, Any]],
+                nets: dict[str, list[tuple[str, int]]] | None = None) -> BatchTable:
+    """Per-block ms from the timed whole networks (difference to the chunk's base / blocks in the group), scaled
+    by `delta_scale` fitted to the check networks and the dense one (`nets`: label -> blocks; None: unscaled)."""
     def per_block(label: str, n: int) -> float:
         r = rows[label]
         return (r["p50_ms"] - r["base_p50_ms"]) / n
@@ -236,9 +279,15 @@ def batch_table(batch: int, groups: Sequence[BlockGroup], rows: dict[str, dict[s
         n = len(g.blocks)
         gl.append(GroupLatency(attn_ms={op: per_block(f"g{gi}:{op}", n) for op in ATTN_OPS},
                                ffn_ms=(0.0, *(per_block(f"g{gi}:ffn{w}", n) for w in g.widths[1:]))))
+    correction = None
+    if nets:
+        correction = delta_scale(groups, gl, rows, nets)
+        k = correction["delta_scale"]
+        gl = [GroupLatency(attn_ms={op: v * k for op, v in x.attn_ms.items()}, ffn_ms=tuple(v * k for v in x.ffn_ms))
+              for x in gl]
     configs = tuple({"label": k, "p50_ms": round(r["p50_ms"], 4),
                      **({"base_p50_ms": round(r["base_p50_ms"], 4), "p90_ms": round(r["p90_ms"], 4),
                          "iters": r["iters"], "other_cpu_pct": r["other_cpu_pct"]} if k != "base" else {})}
                     for k, r in rows.items())
     return BatchTable(batch=batch, fixed_ms=rows["base"]["p50_ms"], dense_ms=rows["dense"]["p50_ms"],
-                      groups=tuple(gl), configs=configs)
+                      groups=tuple(gl), configs=configs, correction=correction)

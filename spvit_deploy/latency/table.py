@@ -48,6 +48,9 @@ class BatchTable:
     dense_ms: float  # the dense network, measured beside the rest
     groups: tuple[GroupLatency, ...]
     configs: tuple[dict[str, Any], ...]  # the raw whole-network measurements the table was derived from
+    # per-block latencies above are scaled by `delta_scale`, fitted to whole mixed networks timed beside them
+    # (`profile.delta_scale`); None in tables profiled before (unscaled)
+    correction: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class LatencyTable:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["batches"] = {str(b): asdict(t) for b, t in self.batches.items()}
+        for t in d["batches"].values():
+            if t["correction"] is None:  # a table without the fitted scale reads and writes as before
+                del t["correction"]
         return json.loads(json.dumps({"kind": d.pop("kind"), "lut_version": d.pop("lut_version"), **d}))  # tuples -> lists
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -157,8 +163,11 @@ def _parse(d: Any, where: str) -> LatencyTable:
     for key, t in d["batches"].items():
         bw = f"batch {key}"
         _need(key.isdigit() and int(key) > 0 and isinstance(t, dict), where, f"{bw}: batch keys must be positive integers")
-        _need(set(t) == {"batch", "fixed_ms", "dense_ms", "groups", "configs"}, where,
-              f"{bw} needs exactly 'batch', 'fixed_ms', 'dense_ms', 'groups', 'configs'")
+        _need(set(t) - {"correction"} == {"batch", "fixed_ms", "dense_ms", "groups", "configs"}, where,
+              f"{bw} needs exactly 'batch', 'fixed_ms', 'dense_ms', 'groups', 'configs' (and optionally 'correction')")
+        corr = t.get("correction")
+        _need(corr is None or (isinstance(corr, dict) and _num(corr.get("delta_scale")) and corr["delta_scale"] > 0),
+              where, f"{bw}: 'correction' must hold a positive 'delta_scale'")
         _need(t["batch"] == int(key), where, f"{bw}: 'batch' is {t['batch']!r}")
         _need(_num(t["fixed_ms"]) and t["fixed_ms"] > 0 and _num(t["dense_ms"]) and t["dense_ms"] > 0, where,
               f"{bw}: 'fixed_ms' and 'dense_ms' must be positive numbers")
@@ -175,7 +184,7 @@ def _parse(d: Any, where: str) -> LatencyTable:
             gl.append(GroupLatency(attn_ms={k: float(a[k]) for k in ATTN_OPS}, ffn_ms=tuple(float(v) for v in f)))
         _need(isinstance(t["configs"], list), where, f"{bw}: 'configs' must be a list")
         batches[int(key)] = BatchTable(batch=int(key), fixed_ms=float(t["fixed_ms"]), dense_ms=float(t["dense_ms"]),
-                                       groups=tuple(gl), configs=tuple(t["configs"]))
+                                       groups=tuple(gl), configs=tuple(t["configs"]), correction=corr)
     return LatencyTable(model=d["model"], family=d["family"], img_size=d["img_size"], num_classes=d["num_classes"],
                         backend=d["backend"], precision=d["precision"], threads=d["threads"],
                         environment=d["environment"], export=d["export"], timing=d["timing"], groups=tuple(groups),

@@ -53,12 +53,13 @@ def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monke
         rows = {}
         for k in paths:
             op = k.split(":")[-1]
-            ms = base + 6 * per_block[op] if k.startswith("g0:") else (base + 9.0 if k == "dense" else base)
+            ms = base + 6 * per_block[op] if k.startswith("g0:") else (base + 5.4 if k == "dense" else base)
             rows[k] = {"p50_ms": ms, "p90_ms": ms, "iters": 2, "other_cpu_pct": 0.0}
         return rows, {}
 
     monkeypatch.setattr(bench, "time_interleaved", fake_time)
     monkeypatch.setattr(prof, "MAX_WORKERS", 4)
+    monkeypatch.setattr(prof, "CHECK_NETWORKS", 0)  # the dense network alone: its sum of blocks matches (scale 1)
     out = tmp_path / "lut.json"
     assert main(["profile-latency", "--model", NANO, "--backend", "torch", "--batch", "2", "--width-steps", "1",
                  "--out", str(out), "--json"]) == 0
@@ -70,7 +71,8 @@ def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monke
     assert set(made) == {"base", "g0:msa", "g0:conv3x3", "g0:conv1x1", "g0:ffn256", "dense"}
     assert all(p.endswith(".pt") for p in made.values())
     t = lut.table(2)
-    assert t.fixed_ms == pytest.approx(1.05) and t.dense_ms == pytest.approx(1.1 + 9.0)  # fixed: mean of the bases
+    assert t.fixed_ms == pytest.approx(1.05) and t.dense_ms == pytest.approx(1.1 + 5.4)  # fixed: mean of the bases
+    assert t.correction["delta_scale"] == pytest.approx(1.0) and t.correction["fitted_on"][0]["label"] == "dense"
     g = t.groups[0]
     assert g.attn_ms == pytest.approx({k: per_block[k] for k in ("msa", "conv3x3", "conv1x1")})
     assert g.ffn_ms == pytest.approx((0.0, 0.4))
@@ -117,3 +119,51 @@ def test_compress_latency_target_bad_input(digits, tmp_path, capsys, extra, mess
         return
     one_line_error(capsys, argv, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_profile_scales_the_blocks_to_the_whole_mixed_networks(tmp_path, capsys, monkeypatch) -> None:
+    """Whole mixed networks (the check networks and the dense one) take 0.9x the sum of their blocks: the
+    table's per-block latencies come out scaled by 0.9, so the predictor matches them."""
+    import importlib
+
+    from spvit_deploy.latency.predict import predict_latency
+    from spvit_deploy.spec import ArchSpec, BlockSpec
+
+    bench = importlib.import_module("spvit_deploy.bench.harness")
+    prof = importlib.import_module("spvit_deploy.latency.profile")
+    per_block = {"msa": 0.5, "conv3x3": 0.2, "conv1x1": 0.1, "skip": 0.0}
+    ffn = lambda w: 0.4 * w / 256  # noqa: E731  (linear in width: the table's interpolation is exact)
+    groups = prof.block_groups(__import__("spvit_deploy.models", fromlist=["dims_for"]).dims_for(NANO), 1)
+    nets = dict(prof.profile_configs(groups, 6, checks=3))
+    nets["dense"] = [("msa", 256)] * 6
+    bases = iter([1.0, 1.2, 0.9, 1.1])
+
+    def fake_time(backend, paths, batch, input_shape, settings):
+        base = next(bases)
+        rows = {}
+        for k in paths:
+            s = sum(per_block[op] + ffn(w) for op, w in nets[k])
+            ms = base + (0.9 * s if k.startswith("check") or k == "dense" else s)
+            rows[k] = {"p50_ms": ms, "p90_ms": ms, "iters": 2, "other_cpu_pct": 0.0}
+        return rows, {}
+
+    monkeypatch.setattr(bench, "time_interleaved", fake_time)
+    monkeypatch.setattr(prof, "MAX_WORKERS", 4)
+    monkeypatch.setattr(prof, "CHECK_NETWORKS", 3)
+    out = tmp_path / "lut.json"
+    assert main(["profile-latency", "--model", NANO, "--backend", "torch", "--batch", "2", "--width-steps", "1",
+                 "--out", str(out)]) == 0
+    lut = load_lut(out)
+    t = lut.table(2)
+    assert t.correction["delta_scale"] == pytest.approx(0.9) and len(t.correction["fitted_on"]) == 4
+    assert t.groups[0].attn_ms["msa"] == pytest.approx(0.45) and t.groups[0].ffn_ms == pytest.approx((0.0, 0.36))
+    assert lut.timing["check_networks"] == 3
+    check = [b for k, b in prof.profile_configs(groups, 6, checks=3) if k == "check1"][0]
+    spec = ArchSpec(model=NANO, img_size=32, num_classes=10, source="t",
+                    blocks=tuple(BlockSpec(op, tuple(range(w))) for op, w in check))
+    want = 0.9 * sum(per_block[op] + ffn(w) for op, w in check)
+    assert predict_latency(spec, lut, 2).total_ms - t.fixed_ms == pytest.approx(want, rel=1e-6)
+    old = json.loads(out.read_text())
+    old["batches"]["2"].pop("correction")  # tables profiled before the correction still load (unscaled)
+    out.write_text(json.dumps(old))
+    assert load_lut(out).table(2).correction is None
