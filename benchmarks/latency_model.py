@@ -111,10 +111,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
             xs, ys = [r["measured_ms"] for r in rs], [r["predicted_ms"] for r in rs]
             if not xs:
                 continue
-            pts = ax.scatter(xs, ys, s=14, facecolors="none", label=f"{m} raw")
+            color = f"C{models.index(m)}"
+            ax.scatter(xs, ys, s=14, facecolors="none", edgecolors=color, label=f"{m} raw")
             if all("normalized_ms" in r for r in rs):
                 ns = [r["normalized_ms"] for r in rs]
-                ax.scatter(ns, ys, s=14, color=pts.get_edgecolor()[0], label=f"{m} drift-normalised")
+                ax.scatter(ns, ys, s=14, color=color, label=f"{m} drift-normalised")
                 xs = xs + ns
             pub = [r for r in rs if r["arch"].startswith("paper:")]
             ax.scatter([r["measured_ms"] for r in pub], [r["predicted_ms"] for r in pub], s=60, marker="*",
