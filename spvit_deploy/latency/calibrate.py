@@ -6,7 +6,9 @@ predictor-based derivation, and before fine-tuning, the candidate architecture i
 model on the table's runtime, interleaved in one process (drift cancels in the ratio), and the derivation is
 re-run at a corrected predicted target (secant on log speedups, kept inside the bracket of what was measured)
 until the measured speedup is within `tolerance` of the target or `max_iters` distinct candidates were
-timed (a derivation that gives an architecture already timed reuses its measurement). The candidate whose measured speedup is closest to the target is kept; every iteration is recorded.
+timed (a derivation that gives an architecture already timed reuses its measurement). The timing itself
+(`latency.measure.measure_speedup`) exports and runs networks, a later stage than this algorithm; the caller
+hands it in. The candidate whose measured speedup is closest to the target is kept; every iteration is recorded.
 
     spec, record = calibrate(lambda ms: derive_for_latency(net, model, replace(target, ms=ms)),
                              lambda spec: measure_speedup(spec, lut, batch), target_speedup=1.5,
@@ -20,39 +22,10 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from ..spec import ArchSpec
-from .table import LatencyTable, check_here
 
 TOLERANCE = 0.025  # measured speedup within 2.5% of the target ends the calibration
 MAX_ITERS = 4  # candidates timed at most (the first derivation and three corrections)
 MAX_DERIVATIONS_PER_TIMING = 3  # derivations (cheap; one that repeats a timed architecture is not re-timed)
-
-
-def measure_speedup(spec: ArchSpec, lut: LatencyTable, batch: int, *, iters: int = 60, rounds: int = 20,
-                    seed: int = 0, log: Callable[[str], None] | None = None) -> dict[str, float]:
-    """`spec` (materialized) and the dense model (timm's, as `measure_run` and the table time it), random weights,
-    exported as the table's networks were and timed interleaved in one process on the table's runtime at
-    `batch`: {dense_ms, ms (p50 of each), speedup (`paired_speedup`)}."""
-    import tempfile
-    from pathlib import Path
-
-    from ..bench.harness import time_interleaved
-    from ..bench.settings import BenchSettings
-    from ..models import dims_for
-    from .profile import build_graphs
-
-    check_here(lut)
-    dims = dims_for(lut.model, num_classes=lut.num_classes, img_size=lut.img_size)
-    blocks = [(b.attn, b.ffn_width) for b in spec.blocks]
-    settings = BenchSettings(backends=(lut.backend,), batches=(batch,), threads=lut.threads, iters=iters,
-                             warmup=3, rounds=rounds, seed=seed)
-    with tempfile.TemporaryDirectory(prefix="spvit-calibrate-") as tmp:
-        paths = build_graphs(lut.model, dims, [("candidate", blocks)], lut.backend, Path(tmp), seed,
-                             log or (lambda m: None))
-        rows, _ = time_interleaved(lut.backend, paths, batch, (dims.in_chans, dims.img_size, dims.img_size), settings)
-    d, c = rows["dense"]["p50_ms"], rows["candidate"]["p50_ms"]
-    return {"dense_ms": round(d, 4), "ms": round(c, 4),
-            "speedup": round(paired_speedup(rows["dense"]["times_ms"], rows["candidate"]["times_ms"], settings.block), 4),
-            "other_cpu_pct": rows["candidate"].get("other_cpu_pct")}
 
 
 def paired_speedup(dense_ms: list[float], ms: list[float], block: int) -> float:

@@ -1,6 +1,7 @@
 """Measured latency of architectures on a latency table's runtime, the way the table was measured
 (same export, threads, workers and statistic): `measure_specs` for many specs of one model (the
-predictor's accuracy benchmark), `measure_run` for a compress run folder against its dense model.
+predictor's accuracy benchmark), `measure_run` for a compress run folder against its dense model, `measure_speedup` for one candidate
+against the dense model (the calibration of a latency-targeted derivation).
 """
 from __future__ import annotations
 
@@ -106,3 +107,29 @@ def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 
             "dense_ms": round(d, 4), "compressed_ms": round(c, 4), "speedup": round(paired, 4),
             "p50_speedup": round(d / c, 4),
             "other_cpu_pct": rows["compressed"].get("other_cpu_pct")}
+
+
+def measure_speedup(spec: ArchSpec, lut: LatencyTable, batch: int, *, iters: int = 60, rounds: int = 20,
+                    seed: int = 0, log: Callable[[str], None] | None = None) -> dict[str, float]:
+    """`spec` (materialized) and the dense model (timm's, as `measure_run` and the table time it), random weights,
+    exported as the table's networks were and timed interleaved in one process on the table's runtime at
+    `batch`: {dense_ms, ms (p50 of each), speedup (`paired_speedup`)}."""
+    from ..bench.harness import time_interleaved
+    from ..bench.settings import BenchSettings
+    from ..models import dims_for
+    from .calibrate import paired_speedup
+    from .profile import build_graphs
+
+    check_here(lut)
+    dims = dims_for(lut.model, num_classes=lut.num_classes, img_size=lut.img_size)
+    blocks = [(b.attn, b.ffn_width) for b in spec.blocks]
+    settings = BenchSettings(backends=(lut.backend,), batches=(batch,), threads=lut.threads, iters=iters,
+                             warmup=3, rounds=rounds, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="spvit-calibrate-") as tmp:
+        paths = build_graphs(lut.model, dims, [("candidate", blocks)], lut.backend, Path(tmp), seed,
+                             log or (lambda m: None))
+        rows, _ = time_interleaved(lut.backend, paths, batch, (dims.in_chans, dims.img_size, dims.img_size), settings)
+    d, c = rows["dense"]["p50_ms"], rows["candidate"]["p50_ms"]
+    return {"dense_ms": round(d, 4), "ms": round(c, 4),
+            "speedup": round(paired_speedup(rows["dense"]["times_ms"], rows["candidate"]["times_ms"], settings.block), 4),
+            "other_cpu_pct": rows["candidate"].get("other_cpu_pct")}

@@ -222,16 +222,16 @@ def derive_for_latency(supernet: nn.Module, model_name: str, target: LatencyTarg
 
 
 def derive_calibrated(supernet: nn.Module, model_name: str, target: LatencyTarget,
-                      measure: Any = None, log: Any = None, **kw: Any) -> ArchSpec:
+                      measure: Any, log: Any = None, **kw: Any) -> ArchSpec:
     """`derive_for_latency`, then measured calibration (`latency.calibrate`): the candidate is timed against the
     dense model on the table's runtime (interleaved) and re-derived at a corrected predicted target until its
     measured speedup is within 2.5% of the target's (the speedup asked, or dense predicted ms / target ms).
-    `measure(spec)` -> {dense_ms, ms, speedup} (default: `measure_speedup` on the table's runtime)."""
-    from ..latency.calibrate import calibrate, measure_speedup
+    `measure(spec)` -> {dense_ms, ms, speedup} (the pipeline hands in `latency.measure.measure_speedup` on the
+    table's runtime: timing exports and runs networks, a later stage than the search)."""
+    from ..latency.calibrate import calibrate
 
     assert target.ms is not None
     speedup = target.speedup or target.dense_ms / target.ms
-    measure = measure or (lambda spec: measure_speedup(spec, target.lut, target.batch))
     spec, _ = calibrate(lambda ms: derive_for_latency(supernet, model_name, replace(target, ms=ms)), measure,
                         speedup, target.dense_ms, target.floor_ms, log=log, **kw)
     return replace(spec, extra={**spec.extra, "target_latency_ms": round(target.ms, 4)})

@@ -236,8 +236,11 @@ def run_search(job: Job, target_macs: float | None, latency: LatencyTarget | Non
         if job.cfg.latency_calibration:  # timed against the dense model on the table's runtime, on rank 0
             from .gate_search import derive_calibrated
 
+            from ..latency.measure import measure_speedup
+
             if job.rt.is_main:
-                spec = derive_calibrated(supernet, job.model_name, latency)
+                spec = derive_calibrated(supernet, job.model_name, latency,
+                                         lambda s: measure_speedup(s, latency.lut, latency.batch))
             spec = ArchSpec.from_dict(job.rt.gather(spec.to_dict())[0])
     else:
         spec = derive_for_target(supernet, job.model_name, target_macs)
