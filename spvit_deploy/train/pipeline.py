@@ -359,6 +359,15 @@ def finetune(cfg: TrainConfig, out: str | Path, *, arch: str | Path | None = Non
         raise SpvitError(f"no architecture: '{out}' has no arch.json; give --arch SPEC or run 'spvit-deploy search' "
                          "into this folder first")
     spec = resolve_spec(spec_ref, cfg.model)
+    if supernet is not None:  # a bad or foreign search state stops before anything is written
+        from ..supernet.searched import read_search_state
+
+        src = Path(supernet)
+        state = read_search_state(src if src.is_dir() else src.parent)
+        mine = state is not None and (src.is_dir() or state.weights == src.name)  # as searched_supernet reads it
+        if mine and state.model != resolve_model_name(cfg.model):
+            raise SpvitError(f"'{supernet}' was searched for {state.model}, not {resolve_model_name(cfg.model)}; "
+                             "give the search's --model or another --supernet")
     job = open_job(cfg, out, ("finetune",), resume, device, threads, progress)
     try:
         spec = spec.with_overrides(img_size=int(job.dense.patch_embed.img_size[0]), num_classes=job.dims.num_classes)

@@ -92,3 +92,10 @@ def test_search_then_finetune_from_the_search_state(digits, tmp_path) -> None:
                                          r"vit_nano_patch4_32 \(10 classes, 48 px\)"):
         finetune(other, tmp_path / "g", arch=tmp_path / "s" / "arch.json", supernet=tmp_path / "s", device="cpu",
                  threads=1, progress=False)
+    bad = tmp_path / "bad"  # an unreadable search state is refused before the fine-tune writes anything
+    bad.mkdir()
+    (bad / "search_state.json").write_text(json.dumps({"search_state_version": 1, "bogus": 2}))
+    with pytest.raises(SpvitError, match=r"unknown search state key\(s\) \['bogus'\]"):
+        finetune(cfg, tmp_path / "h", arch=tmp_path / "s" / "arch.json", supernet=bad, device="cpu", threads=1,
+                 progress=False)
+    assert not (tmp_path / "h").exists()
