@@ -3,7 +3,7 @@
 The table's additive model is off by a few percent to tens of percent on whole networks (block interactions,
 the runtime's fusions, and this machine's speed drifting between the profiling run and now). So after the
 predictor-based derivation, and before fine-tuning, the candidate architecture is timed against the dense
-model on the table's runtime, interleaved in one process (drift cancels in the ratio), and the derivation is
+model on the table's runtime, interleaved (drift cancels in the ratio; median of independent sessions), and the derivation is
 re-run at a corrected predicted target (secant on log speedups, kept inside the bracket of what was measured)
 until the measured speedup is within `tolerance` of the target or `max_iters` distinct candidates were
 timed (a derivation that gives an architecture already timed reuses its measurement). The timing itself

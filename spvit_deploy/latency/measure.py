@@ -1,7 +1,8 @@
 """Measured latency of architectures on a latency table's runtime, the way the table was measured
 (same export, threads, workers and statistic): `measure_specs` for many specs of one model (the
-predictor's accuracy benchmark), `measure_run` for a compress run folder against its dense model, `measure_speedup` for one candidate
-against the dense model (the calibration of a latency-targeted derivation).
+predictor's accuracy benchmark), `measure_run` for a compress run folder against its dense model,
+`measure_speedup` for one candidate against the dense model (the calibration of a latency-targeted
+derivation). Both speedups are the median of independent timing sessions (`session_speedup`).
 """
 from __future__ import annotations
 
@@ -85,39 +86,77 @@ def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequen
     return out
 
 
+SESSIONS = 5  # independent timings (fresh worker processes) per speedup measurement; their median is reported
+
+
+def session_speedup(backend: str, paths: dict[str, str], batch: int, input_shape: Any, settings: Any,
+                    sessions: int = SESSIONS, dense: str = "dense", other: str = "compressed") -> dict[str, Any]:
+    """`other` against `dense`, timed interleaved in `sessions` independent sessions (fresh worker processes; the
+    iterations and rounds of `settings` split between them): per session the `paired_speedup`; the result is the
+    median session. One session on a shared VM now and then lands badly for one of its two processes (measured
+    here: 2 of 7 sessions 13% and 17% off the others, while the rest agreed within 2%), which the rounds of one
+    session cannot cancel; the median of five is robust to two such sessions."""
+    import statistics
+    from dataclasses import replace
+
+    from ..bench.harness import time_interleaved
+    from .calibrate import paired_speedup
+
+    per = replace(settings, iters=max(1, -(-settings.iters // sessions)), rounds=max(1, -(-settings.rounds // sessions)))
+    runs = []
+    for _ in range(sessions):
+        rows, _ = time_interleaved(backend, paths, batch, input_shape, per)
+        d, c = rows[dense], rows[other]
+        runs.append({"dense_ms": d["p50_ms"], "ms": c["p50_ms"], "other_cpu_pct": c.get("other_cpu_pct"),
+                     "speedup": paired_speedup(d["times_ms"], c["times_ms"], per.block)})
+    mid = sorted(runs, key=lambda r: r["speedup"])[len(runs) // 2]
+    return {"dense_ms": round(statistics.median(r["dense_ms"] for r in runs), 4),
+            "ms": round(statistics.median(r["ms"] for r in runs), 4), "speedup": round(mid["speedup"], 4),
+            "p50_speedup": round(statistics.median(r["dense_ms"] for r in runs)
+                                 / statistics.median(r["ms"] for r in runs), 4),
+            "session_speedups": [round(r["speedup"], 4) for r in runs],
+            "other_cpu_pct": max((r["other_cpu_pct"] or 0.0) for r in runs), "sessions": sessions,
+            "iters_per_session": per.iters, "rounds_per_session": per.rounds}
+
+
 def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 60, warmup: int = 3,
-                rounds: int = 20, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The run's materialized network against its dense model on the table's runtime at `batch`,
-    interleaved (`spvit_deploy.bench` with the table's backend and threads): p50 ms of each; the speedup is
-    the median over the interleaved rounds of each round's dense / compressed ratio (drift between rounds
-    cancels; `latency.calibrate.paired_speedup`), `p50_speedup` the ratio of the p50s."""
-    from ..bench.harness import measure_model
+                rounds: int = 20, sessions: int = SESSIONS, log: Callable[[str], None] | None = None
+                ) -> dict[str, Any]:
+    """The run's materialized network against its dense model on the table's runtime at `batch` (exported as
+    `spvit_deploy.bench` exports them, the table's backend and threads), timed by `session_speedup`: p50 ms of
+    each (median over the sessions) and the speedup (the median session's `paired_speedup`)."""
+    from ..bench.backends import BACKENDS
+    from ..bench.harness import prepare_artifacts
     from ..bench.settings import BenchSettings
+    from ..export.source import load_model_pair
+    from ..models import model_dims
 
     check_here(lut)
     settings = BenchSettings(backends=(lut.backend,), batches=(batch,), threads=lut.threads, iters=iters,
                              warmup=warmup, rounds=rounds)
-    section = measure_model(settings, run=run, log=log)
-    rows = {r["variant"]: r for r in section["rows"] if r["batch"] == batch and r["backend"] == lut.backend}
-    from .calibrate import paired_speedup
-
-    d, c = rows["dense"]["p50_ms"], rows["compressed"]["p50_ms"]
-    paired = paired_speedup(rows["dense"]["times_ms"], rows["compressed"]["times_ms"], settings.block)
+    pair = load_model_pair(run=run, seed=settings.seed)
+    dims = model_dims(pair["dense"].module)
+    kind = BACKENDS[lut.backend].artifact
+    with tempfile.TemporaryDirectory(prefix="spvit-measure-") as tmp:
+        (log or (lambda m: None))(f"measuring {run} against its dense model: {lut.backend} batch {batch}")
+        paths, _ = prepare_artifacts(pair, {kind}, Path(tmp), settings)
+        del pair
+        m = session_speedup(lut.backend, paths[kind], batch, (dims.in_chans, lut.img_size, lut.img_size), settings,
+                            sessions)
     return {"backend": lut.backend, "batch": batch, "threads": lut.threads, "iters": iters, "rounds": rounds,
-            "dense_ms": round(d, 4), "compressed_ms": round(c, 4), "speedup": round(paired, 4),
-            "p50_speedup": round(d / c, 4),
-            "other_cpu_pct": rows["compressed"].get("other_cpu_pct")}
+            "dense_ms": m["dense_ms"], "compressed_ms": m["ms"], "speedup": m["speedup"],
+            "p50_speedup": m["p50_speedup"], "session_speedups": m["session_speedups"], "sessions": sessions,
+            "other_cpu_pct": m["other_cpu_pct"]}
 
 
 def measure_speedup(spec: ArchSpec, lut: LatencyTable, batch: int, *, iters: int = 60, rounds: int = 20,
-                    seed: int = 0, log: Callable[[str], None] | None = None) -> dict[str, float]:
+                    sessions: int = SESSIONS, seed: int = 0, log: Callable[[str], None] | None = None
+                    ) -> dict[str, Any]:
     """`spec` (materialized) and the dense model (timm's, as `measure_run` and the table time it), random weights,
-    exported as the table's networks were and timed interleaved in one process on the table's runtime at
-    `batch`: {dense_ms, ms (p50 of each), speedup (`paired_speedup`)}."""
-    from ..bench.harness import time_interleaved
+    exported as the table's networks were and timed by `session_speedup` on the table's runtime at `batch`:
+    {dense_ms, ms (p50 of each), speedup, session_speedups}."""
     from ..bench.settings import BenchSettings
     from ..models import dims_for
-    from .calibrate import paired_speedup
     from .profile import build_graphs
 
     check_here(lut)
@@ -128,8 +167,5 @@ def measure_speedup(spec: ArchSpec, lut: LatencyTable, batch: int, *, iters: int
     with tempfile.TemporaryDirectory(prefix="spvit-calibrate-") as tmp:
         paths = build_graphs(lut.model, dims, [("candidate", blocks)], lut.backend, Path(tmp), seed,
                              log or (lambda m: None))
-        rows, _ = time_interleaved(lut.backend, paths, batch, (dims.in_chans, dims.img_size, dims.img_size), settings)
-    d, c = rows["dense"]["p50_ms"], rows["candidate"]["p50_ms"]
-    return {"dense_ms": round(d, 4), "ms": round(c, 4),
-            "speedup": round(paired_speedup(rows["dense"]["times_ms"], rows["candidate"]["times_ms"], settings.block), 4),
-            "other_cpu_pct": rows["candidate"].get("other_cpu_pct")}
+        return session_speedup(lut.backend, paths, batch, (dims.in_chans, dims.img_size, dims.img_size), settings,
+                               sessions, other="candidate")

@@ -5,8 +5,9 @@ of the real graph is in the numbers: the base network (every block skipped, ever
 group of same-geometry blocks one network per attention op (the group's blocks all use it) and one per
 FFN width (the group's FFNs all at it), plus the dense network. Each is materialized from one supernet
 with random weights (latency does not depend on their values), exported by `export_onnx` (or pickled
-for torch), and timed by the benchmark's workers, interleaved; a block's share is the difference to the
-base network divided by the group's block count.
+for torch), and timed by the benchmark's workers, interleaved, in chunks that each also time the base and
+the dense network (the machine's speed drifting between chunks is divided out against the dense one); a
+block's share is the difference to the base network divided by the group's block count.
 """
 from __future__ import annotations
 
@@ -248,21 +249,40 @@ def build_graphs(name: str, dims: Any, configs: list[tuple[str, list[tuple[str, 
 
 
 def time_chunked(backend: str, paths: dict[str, str], batch: int, input_shape: Sequence[int],
-                 settings: Any) -> dict[str, dict[str, Any]]:
-    """Time every network at `batch`, at most `MAX_WORKERS` side by side; the base network is timed in every
-    chunk and each network's p50 is taken relative to its own chunk's base (`base_p50_ms`)."""
+                 settings: Any, reference: str = "dense") -> dict[str, dict[str, Any]]:
+    """Time every network at `batch`, at most `MAX_WORKERS` side by side. The base network and `reference` (the
+    dense one) are timed in every chunk; a chunk's latencies are scaled by (the reference's mean p50 over the
+    chunks) / (its p50 in this chunk), so the machine's speed drifting between chunks, which is multiplicative
+    (a shared VM runs everything 10-30% slower for tens of seconds at a time), cancels. Each row keeps its
+    unscaled `raw_p50_ms`, its chunk's `drift_scale`, and `base_p50_ms`, its chunk's base network (scaled)."""
+    import statistics
+
     from ..bench.harness import time_interleaved
 
-    rest = [k for k in paths if k != "base"]
+    fixed = [k for k in ("base", reference) if k in paths]
+    rest = [k for k in paths if k not in fixed]
+    timed_chunks = []
+    for part in chunks(rest, MAX_WORKERS - len(fixed)) if rest else [[]]:
+        chunk = [*fixed, *part]
+        timed_chunks.append(time_interleaved(backend, {k: paths[k] for k in chunk}, batch, input_shape, settings)[0])
+    refs = [t[reference]["p50_ms"] for t in timed_chunks] if reference in paths else []
+    ref_ms = statistics.mean(refs) if refs else None
     rows: dict[str, dict[str, Any]] = {}
     bases = []
-    for part in chunks(rest, MAX_WORKERS - 1):
-        chunk = ["base", *part]
-        timed, _ = time_interleaved(backend, {k: paths[k] for k in chunk}, batch, input_shape, settings)
-        bases.append(timed["base"]["p50_ms"])
-        for k in chunk[1:]:
-            rows[k] = {**timed[k], "base_p50_ms": timed["base"]["p50_ms"]}
+    for t in timed_chunks:
+        s = ref_ms / t[reference]["p50_ms"] if ref_ms else 1.0
+        base = t["base"]["p50_ms"] * s
+        bases.append(base)
+        for k, r in t.items():
+            if k not in fixed:
+                rows[k] = {**r, "p50_ms": r["p50_ms"] * s, "p90_ms": r["p90_ms"] * s, "raw_p50_ms": r["p50_ms"],
+                           "drift_scale": round(s, 6), "base_p50_ms": base}
     rows["base"] = {"p50_ms": sum(bases) / len(bases), "chunks": bases}
+    if ref_ms:
+        first = timed_chunks[0][reference]
+        rows[reference] = {**first, "p50_ms": ref_ms, "p90_ms": first["p90_ms"] * ref_ms / first["p50_ms"],
+                           "raw_p50_ms": ref_ms, "drift_scale": 1.0, "base_p50_ms": rows["base"]["p50_ms"],
+                           "chunks": refs}
     return rows
 
 
@@ -287,7 +307,9 @@ def batch_table(batch: int, groups: Sequence[BlockGroup], rows: dict[str, dict[s
               for x in gl]
     configs = tuple({"label": k, "p50_ms": round(r["p50_ms"], 4),
                      **({"base_p50_ms": round(r["base_p50_ms"], 4), "p90_ms": round(r["p90_ms"], 4),
-                         "iters": r["iters"], "other_cpu_pct": r["other_cpu_pct"]} if k != "base" else {})}
+                         "iters": r["iters"], "other_cpu_pct": r["other_cpu_pct"]} if k != "base" else {}),
+                     **({"raw_p50_ms": round(r["raw_p50_ms"], 4), "drift_scale": r["drift_scale"]}
+                        if "drift_scale" in r else {})}
                     for k, r in rows.items())
     return BatchTable(batch=batch, fixed_ms=rows["base"]["p50_ms"], dense_ms=rows["dense"]["p50_ms"],
                       groups=tuple(gl), configs=configs, correction=correction)

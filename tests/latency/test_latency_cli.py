@@ -36,25 +36,28 @@ def test_profile_out_is_a_folder(tmp_path, capsys) -> None:
 
 def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monkeypatch) -> None:
     """The real graphs are made (torch backend: the materialized modules), the timing is replaced by known
-    whole-network latencies, so the table's arithmetic is checked exactly (chunks of 3 networks + base)."""
+    whole-network latencies, so the table's arithmetic is checked exactly (chunks of 2 networks + base + dense).
+    The machine runs the second chunk 1.1x slower (everything in it): dividing by the dense network timed in
+    each chunk cancels that, the table comes out at the chunks' mean speed (1.05)."""
     import importlib
 
     bench = importlib.import_module("spvit_deploy.bench.harness")  # the package's `benchmark` is the function
     prof = importlib.import_module("spvit_deploy.latency.profile")
 
     per_block = {"msa": 0.5, "conv3x3": 0.2, "conv1x1": 0.1, "ffn256": 0.4}
-    bases = iter([1.0, 1.1])  # the base network drifts between chunks; each chunk's own base is used
-    made = {}
+    speeds = iter([1.0, 1.1])
+    made, chunks = {}, []
 
     def fake_time(backend, paths, batch, input_shape, settings):
         assert backend == "torch" and batch == 2 and settings.threads is None
         made.update(paths)
-        base = next(bases)
+        chunks.append(list(paths))
+        slow = next(speeds)
         rows = {}
         for k in paths:
             op = k.split(":")[-1]
-            ms = base + 6 * per_block[op] if k.startswith("g0:") else (base + 5.4 if k == "dense" else base)
-            rows[k] = {"p50_ms": ms, "p90_ms": ms, "iters": 2, "other_cpu_pct": 0.0}
+            ms = 1.0 + 6 * per_block[op] if k.startswith("g0:") else (1.0 + 5.4 if k == "dense" else 1.0)
+            rows[k] = {"p50_ms": slow * ms, "p90_ms": slow * ms, "iters": 2, "other_cpu_pct": 0.0}
         return rows, {}
 
     monkeypatch.setattr(bench, "time_interleaved", fake_time)
@@ -69,13 +72,16 @@ def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monke
     assert [g.widths for g in lut.groups] == [(0, 256)] and lut.groups[0].blocks == tuple(range(6))
     assert lut.environment["cpu_model"] and "torch" in lut.environment["libraries"]
     assert set(made) == {"base", "g0:msa", "g0:conv3x3", "g0:conv1x1", "g0:ffn256", "dense"}
+    assert len(chunks) == 2 and all(c[:2] == ["base", "dense"] and len(c) == 4 for c in chunks)
     assert all(p.endswith(".pt") for p in made.values())
     t = lut.table(2)
-    assert t.fixed_ms == pytest.approx(1.05) and t.dense_ms == pytest.approx(1.1 + 5.4)  # fixed: mean of the bases
+    assert t.fixed_ms == pytest.approx(1.05) and t.dense_ms == pytest.approx(1.05 * 6.4)
     assert t.correction["delta_scale"] == pytest.approx(1.0) and t.correction["fitted_on"][0]["label"] == "dense"
     g = t.groups[0]
-    assert g.attn_ms == pytest.approx({k: per_block[k] for k in ("msa", "conv3x3", "conv1x1")})
-    assert g.ffn_ms == pytest.approx((0.0, 0.4))
+    assert g.attn_ms == pytest.approx({k: 1.05 * per_block[k] for k in ("msa", "conv3x3", "conv1x1")})
+    assert g.ffn_ms == pytest.approx((0.0, 1.05 * 0.4))
+    raw = {c["label"]: c for c in t.configs}
+    assert raw["g0:ffn256"]["raw_p50_ms"] == pytest.approx(1.1 * 3.4) and raw["g0:ffn256"]["drift_scale"] == pytest.approx(1.05 / 1.1)
     assert summary["batches"][0]["batch"] == 2
 
 
@@ -123,7 +129,8 @@ def test_compress_latency_target_bad_input(digits, tmp_path, capsys, extra, mess
 
 def test_profile_scales_the_blocks_to_the_whole_mixed_networks(tmp_path, capsys, monkeypatch) -> None:
     """Whole mixed networks (the check networks and the dense one) take 0.9x the sum of their blocks: the
-    table's per-block latencies come out scaled by 0.9, so the predictor matches them."""
+    table's per-block latencies come out scaled by 0.9, so the predictor matches them. Every chunk runs at its
+    own machine speed; the table comes out at their mean."""
     import importlib
 
     from spvit_deploy.latency.predict import predict_latency
@@ -136,14 +143,15 @@ def test_profile_scales_the_blocks_to_the_whole_mixed_networks(tmp_path, capsys,
     groups = prof.block_groups(__import__("spvit_deploy.models", fromlist=["dims_for"]).dims_for(NANO), 1)
     nets = dict(prof.profile_configs(groups, 6, checks=3))
     nets["dense"] = [("msa", 256)] * 6
-    bases = iter([1.0, 1.2, 0.9, 1.1])
+    speeds = iter([1.0, 1.2, 0.9, 1.1])  # each chunk at its own machine speed (divided out against the dense one)
+    nets["base"] = [("skip", 0)] * 6
 
     def fake_time(backend, paths, batch, input_shape, settings):
-        base = next(bases)
+        slow = next(speeds)
         rows = {}
         for k in paths:
             s = sum(per_block[op] + ffn(w) for op, w in nets[k])
-            ms = base + (0.9 * s if k.startswith("check") or k == "dense" else s)
+            ms = slow * (1.0 + (0.9 * s if k.startswith("check") or k == "dense" else s))
             rows[k] = {"p50_ms": ms, "p90_ms": ms, "iters": 2, "other_cpu_pct": 0.0}
         return rows, {}
 
@@ -156,12 +164,14 @@ def test_profile_scales_the_blocks_to_the_whole_mixed_networks(tmp_path, capsys,
     lut = load_lut(out)
     t = lut.table(2)
     assert t.correction["delta_scale"] == pytest.approx(0.9) and len(t.correction["fitted_on"]) == 4
-    assert t.groups[0].attn_ms["msa"] == pytest.approx(0.45) and t.groups[0].ffn_ms == pytest.approx((0.0, 0.36))
+    speed = (1.0 + 1.2 + 0.9 + 1.1) / 4  # the table is at the chunks' mean speed, each chunk scaled to it
+    assert t.groups[0].attn_ms["msa"] == pytest.approx(0.45 * speed)
+    assert t.groups[0].ffn_ms == pytest.approx((0.0, 0.36 * speed))
     assert lut.timing["check_networks"] == 3
     check = [b for k, b in prof.profile_configs(groups, 6, checks=3) if k == "check1"][0]
     spec = ArchSpec(model=NANO, img_size=32, num_classes=10, source="t",
                     blocks=tuple(BlockSpec(op, tuple(range(w))) for op, w in check))
-    want = 0.9 * sum(per_block[op] + ffn(w) for op, w in check)
+    want = speed * 0.9 * sum(per_block[op] + ffn(w) for op, w in check)
     assert predict_latency(spec, lut, 2).total_ms - t.fixed_ms == pytest.approx(want, rel=1e-6)
     old = json.loads(out.read_text())
     old["batches"]["2"].pop("correction")  # tables profiled before the correction still load (unscaled)
