@@ -18,12 +18,13 @@ from .table import LatencyTable, check_here
 
 def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequence[int] | None = None, *,
                   iters: int = 20, warmup: int = 3, rounds: int = 4, seed: int = 0,
-                  log: Callable[[str], None] | None = None, reference: str | None = None
-                  ) -> dict[str, dict[int, dict[str, Any]]]:
+                  log: Callable[[str], None] | None = None, reference: str | None = None,
+                  sessions: int | None = None) -> dict[str, dict[int, dict[str, Any]]]:
     """{label: {batch: timing row (p50_ms, ...)}} of every spec (all of `lut.model`), on the table's backend
     with its threads, exported as the table's networks were. With `reference` (a label of `specs`), that
     network is timed in every chunk too and each row gets `ref_p50_ms`, its p50 in the row's own chunk (the
-    machine's speed at the time, to normalise drift between chunks and runs)."""
+    machine's speed at the time, to normalise drift between chunks and runs). Each chunk is timed in `sessions`
+    sessions (default `profile.SESSIONS`, as the table was timed; `profile.time_sessions`: p50 the median over them)."""
     import torch
 
     from ..bench.settings import BenchSettings
@@ -33,9 +34,10 @@ def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequen
     from ..models import create_dense
     from ..supernet import to_supernet
     from .predict import check_spec_fits
-    from .profile import MAX_WORKERS, batch_settings, chunks
+    from .profile import MAX_WORKERS, SESSIONS as TABLE_SESSIONS, batch_settings, chunks, time_sessions
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    sessions = sessions or TABLE_SESSIONS
     check_here(lut)
     for s in specs.values():
         check_spec_fits(s, lut)
@@ -58,29 +60,26 @@ def measure_specs(specs: dict[str, ArchSpec], lut: LatencyTable, batches: Sequen
                 export_onnx(materialize(supernet, spec), path, spec=spec, check_batches=(1,), seed=seed)
             paths[label] = str(path)
             say(f"[{k}/{len(specs)}] {label}: exported")
-        from ..bench.harness import time_interleaved
-
         labels = [k for k in paths if k != reference]
         shape = (3, lut.img_size, lut.img_size)
+        keys = ("p50_ms", "p90_ms", "mean_ms", "min_ms", "iters", "other_cpu_pct", "sessions_p50_ms")
         for batch in batches:
             refs = []
             for chunk in chunks(labels, MAX_WORKERS - (reference is not None)):
                 chunk = [reference, *chunk] if reference is not None else chunk
                 say(f"timing batch {batch}: {chunk[0]} .. {chunk[-1]}")
-                rows, _ = time_interleaved(lut.backend, {k: paths[k] for k in chunk}, batch, shape,
-                                           batch_settings(settings, batch))
+                rows = time_sessions(lut.backend, {k: paths[k] for k in chunk}, batch, shape,
+                                     batch_settings(settings, batch), reference or chunk[0], sessions)
                 for k in chunk:
-                    row = {key: rows[k][key] for key in ("p50_ms", "p90_ms", "mean_ms", "min_ms", "iters",
-                                                         "other_cpu_pct")}
-                    if reference is not None:
-                        row["ref_p50_ms"] = rows[reference]["p50_ms"]
+                    row = {key: rows[k][key] for key in keys}
+                    if reference is not None:  # the reference's p50 the row's median ratio is relative to
+                        row["ref_p50_ms"] = rows[k]["p50_ms"] / rows[k]["ratio"]
                     if k != reference:
                         out[k][batch] = row
                 if reference is not None:
                     refs.append(rows[reference])
             if reference is not None:
-                out[reference][batch] = {key: refs[0][key] for key in ("p50_ms", "p90_ms", "mean_ms", "min_ms",
-                                                                       "iters", "other_cpu_pct")}
+                out[reference][batch] = {key: refs[0][key] for key in keys}
                 out[reference][batch]["ref_p50_ms"] = refs[0]["p50_ms"]
                 out[reference][batch]["chunks_p50_ms"] = [r["p50_ms"] for r in refs]
     return out

@@ -27,6 +27,7 @@ CHECK_NETWORKS = 4  # random mixed architectures timed beside the table's networ
 WIDTH_STEPS = 8  # FFN widths profiled per group: 0 and eight steps up to the dense width
 WIDTH_MULTIPLE = 16  # profiled widths are multiples of 16 (the widths GEMM kernels favour)
 MAX_WORKERS = 14  # networks timed side by side (each in its own worker process)
+SESSIONS = 3  # independent timing sessions per chunk (median), the iterations split between them
 SMALL_BATCH, SMALL_BATCH_FACTOR = 8, 3  # below this batch, 3x the iterations and rounds (short runs, more noise)
 
 
@@ -204,7 +205,7 @@ def profile_latency(
                        export={"opset": settings.opset, "pad_widths": None, "weights": "random"},
                        timing={"warmup": warmup, "iters": iters, "rounds": rounds, "statistic": "p50",
                                "small_batch": SMALL_BATCH, "small_batch_factor": SMALL_BATCH_FACTOR,
-                               "width_steps": width_steps, "width_multiple": WIDTH_MULTIPLE,
+                               "sessions": SESSIONS, "width_steps": width_steps, "width_multiple": WIDTH_MULTIPLE,
                                "check_networks": sum(k.startswith("check") for k, _ in configs)},
                        groups=groups, batches=tables)
     LatencyTable.from_dict(lut.to_dict())  # what is written must load
@@ -248,41 +249,63 @@ def build_graphs(name: str, dims: Any, configs: list[tuple[str, list[tuple[str, 
     return paths
 
 
-def time_chunked(backend: str, paths: dict[str, str], batch: int, input_shape: Sequence[int],
-                 settings: Any, reference: str = "dense") -> dict[str, dict[str, Any]]:
-    """Time every network at `batch`, at most `MAX_WORKERS` side by side. The base network and `reference` (the
-    dense one) are timed in every chunk; a chunk's latencies are scaled by (the reference's mean p50 over the
-    chunks) / (its p50 in this chunk), so the machine's speed drifting between chunks, which is multiplicative
-    (a shared VM runs everything 10-30% slower for tens of seconds at a time), cancels. Each row keeps its
-    unscaled `raw_p50_ms`, its chunk's `drift_scale`, and `base_p50_ms`, its chunk's base network (scaled)."""
+def time_sessions(backend: str, paths: dict[str, str], batch: int, input_shape: Sequence[int], settings: Any,
+                  reference: str, sessions: int | None = None) -> dict[str, dict[str, Any]]:
+    """Time the networks of `paths` (one chunk, `reference` among them) interleaved in `sessions` independent
+    sessions (fresh worker processes), the iterations and rounds of `settings` split between them. Per network:
+    the first session's row, `p50_ms` the median over the sessions, `ratio` the median over the sessions of its
+    p50 / the reference's p50 in the same session (drift within the chunk cancels; a session in which one
+    process lands badly, which a shared VM does now and then, is outvoted), and `sessions_p50_ms`."""
     import statistics
+    from dataclasses import replace
 
     from ..bench.harness import time_interleaved
 
-    fixed = [k for k in ("base", reference) if k in paths]
+    sessions = sessions or SESSIONS
+    per = replace(settings, iters=max(1, -(-settings.iters // sessions)), rounds=max(1, -(-settings.rounds // sessions)))
+    runs = [time_interleaved(backend, paths, batch, input_shape, per)[0] for _ in range(sessions)]
+    out = {}
+    for k in paths:
+        p50s = [r[k]["p50_ms"] for r in runs]
+        out[k] = {**{key: v for key, v in runs[0][k].items() if key != "times_ms"},
+                  "p50_ms": statistics.median(p50s), "p90_ms": statistics.median(r[k]["p90_ms"] for r in runs),
+                  "iters": sum(r[k]["iters"] for r in runs), "sessions_p50_ms": [round(v, 4) for v in p50s],
+                  "other_cpu_pct": max(r[k].get("other_cpu_pct") or 0.0 for r in runs),
+                  "ratio": statistics.median(r[k]["p50_ms"] / r[reference]["p50_ms"] for r in runs)}
+    return out
+
+
+def time_chunked(backend: str, paths: dict[str, str], batch: int, input_shape: Sequence[int],
+                 settings: Any, reference: str = "dense", sessions: int | None = None) -> dict[str, dict[str, Any]]:
+    """Time every network at `batch`, at most `MAX_WORKERS` side by side, each chunk in `sessions` sessions
+    (`time_sessions`). The base network and `reference` (the dense one) are in every chunk; a network's latency
+    is its median ratio to the reference times the reference's mean p50 over the chunks, so the machine's speed
+    drifting between chunks and sessions, which is multiplicative (a shared VM runs everything 10-30% slower
+    for tens of seconds at a time), cancels. Each row keeps its unscaled `raw_p50_ms` (median over the
+    sessions), `drift_scale` (latency / raw), and `base_p50_ms`, its chunk's base network (scaled)."""
+    import statistics
+
+    fixed = ["base", reference]
     rest = [k for k in paths if k not in fixed]
-    timed_chunks = []
-    for part in chunks(rest, MAX_WORKERS - len(fixed)) if rest else [[]]:
-        chunk = [*fixed, *part]
-        timed_chunks.append(time_interleaved(backend, {k: paths[k] for k in chunk}, batch, input_shape, settings)[0])
-    refs = [t[reference]["p50_ms"] for t in timed_chunks] if reference in paths else []
-    ref_ms = statistics.mean(refs) if refs else None
+    timed_chunks = [time_sessions(backend, {k: paths[k] for k in [*fixed, *part]}, batch, input_shape, settings,
+                                  reference, sessions)
+                    for part in (chunks(rest, MAX_WORKERS - len(fixed)) if rest else [[]])]
+    refs = [t[reference]["p50_ms"] for t in timed_chunks]
+    ref_ms = statistics.mean(refs)
     rows: dict[str, dict[str, Any]] = {}
     bases = []
     for t in timed_chunks:
-        s = ref_ms / t[reference]["p50_ms"] if ref_ms else 1.0
-        base = t["base"]["p50_ms"] * s
+        base = t["base"]["ratio"] * ref_ms
         bases.append(base)
         for k, r in t.items():
             if k not in fixed:
-                rows[k] = {**r, "p50_ms": r["p50_ms"] * s, "p90_ms": r["p90_ms"] * s, "raw_p50_ms": r["p50_ms"],
-                           "drift_scale": round(s, 6), "base_p50_ms": base}
+                ms = r["ratio"] * ref_ms
+                rows[k] = {**r, "p50_ms": ms, "p90_ms": r["p90_ms"] * ms / r["p50_ms"], "raw_p50_ms": r["p50_ms"],
+                           "drift_scale": round(ms / r["p50_ms"], 6), "base_p50_ms": base}
     rows["base"] = {"p50_ms": sum(bases) / len(bases), "chunks": bases}
-    if ref_ms:
-        first = timed_chunks[0][reference]
-        rows[reference] = {**first, "p50_ms": ref_ms, "p90_ms": first["p90_ms"] * ref_ms / first["p50_ms"],
-                           "raw_p50_ms": ref_ms, "drift_scale": 1.0, "base_p50_ms": rows["base"]["p50_ms"],
-                           "chunks": refs}
+    first = timed_chunks[0][reference]
+    rows[reference] = {**first, "p50_ms": ref_ms, "p90_ms": first["p90_ms"] * ref_ms / first["p50_ms"],
+                       "raw_p50_ms": ref_ms, "drift_scale": 1.0, "base_p50_ms": rows["base"]["p50_ms"], "chunks": refs}
     return rows
 
 
