@@ -100,6 +100,7 @@ def run_model(model: str, n_random: int, iters: int, batches: tuple[int, ...], s
                         "delta_scale": (lut.table(b).correction or {}).get("delta_scale"),
                         "table_dense_ms": round(lut.table(b).dense_ms, 4)})
     return {"model": model, "lut": lut_path.name, "profile_seconds": round(profile_s, 1),
+            "sessions": lut.timing.get("sessions"),
             "seconds": round(time.perf_counter() - t0, 1), "fixed_ms": {b: lut.batches[b].fixed_ms for b in batches},
             "rows": rows, "summary": summary}
 
@@ -155,7 +156,7 @@ def markdown(results: dict[str, Any]) -> str:
              "fp32, threads = usable CPUs, p50 of the timed iterations, random weights.", "",
              "Each model: the table is profiled (whole networks: base, one per op, one per FFN width, dense, and 4 "
              "random mixed check networks, timed in chunks of at most 14 side by side, each chunk with the base and "
-             "the dense network and in 3 independent sessions; every latency is its median ratio to the dense network "
+             "the dense network and in several independent sessions (the table's column); every latency is its median ratio to the dense network "
              "times the dense network's mean p50, so the machine's drift between chunks cancels; the per-block "
              "latencies are scaled by `delta_scale`, fitted so that their sums match the check and dense networks), "
              "then the published SPViT architecture and random architectures (uniform op and FFN width per block) "
@@ -169,8 +170,8 @@ def markdown(results: dict[str, Any]) -> str:
              "`--target-speedup` relies on. This VM's speed drifts by 10-30% between minutes (the dense network "
              "timed twice, below), which no table can predict; the normalised and relative errors are the model's own.", "",
              "| model | batch | archs | delta_scale | raw median / worst | raw goal met | drift-normalised median / worst "
-             "| normalised goal met | relative median / worst | relative goal met | profile time (s) |",
-             "|---|---:|---:|---:|---:|---|---:|---|---:|---|---:|"]
+             "| normalised goal met | relative median / worst | relative goal met | sessions | profile time (s) |",
+             "|---|---:|---:|---:|---:|---|---:|---|---:|---|---:|---:|"]
     for m, r in results["models"].items():
         for s in r["summary"]:
             nmed, nworst = s.get("normalized_median_abs_error"), s.get("normalized_worst_abs_error")
@@ -181,7 +182,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {m} | {s['batch']} | {s['n']} | {s.get('delta_scale') or '-'} | "
                          f"{100 * s['median_abs_error']:.1f}% / {100 * s['worst_abs_error']:.1f}% | "
                          f"{ok[s['meets_goal']]} | {norm} | {ok[s.get('normalized_meets_goal')]} | {rel} | "
-                         f"{ok[s.get('relative_meets_goal')]} | {r['profile_seconds']} |")
+                         f"{ok[s.get('relative_meets_goal')]} | {json.loads((OUT / r['lut']).read_text())['timing'].get('sessions', '-')} | {r['profile_seconds']} |")
     lines += ["", "How stable the measurements are: the dense network is timed twice, in the table's run and again in the "
               "validation run minutes later (same machine, same settings); and the model's own error on the table's "
               "dense measurement (no drift between runs):", "",

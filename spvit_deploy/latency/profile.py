@@ -27,7 +27,7 @@ CHECK_NETWORKS = 4  # random mixed architectures timed beside the table's networ
 WIDTH_STEPS = 8  # FFN widths profiled per group: 0 and eight steps up to the dense width
 WIDTH_MULTIPLE = 16  # profiled widths are multiples of 16 (the widths GEMM kernels favour)
 MAX_WORKERS = 14  # networks timed side by side (each in its own worker process)
-SESSIONS = 3  # independent timing sessions per chunk (median), the iterations split between them
+SESSIONS = 5  # independent timing sessions per chunk (median), the iterations split between them
 SMALL_BATCH, SMALL_BATCH_FACTOR = 8, 3  # below this batch, 3x the iterations and rounds (short runs, more noise)
 
 

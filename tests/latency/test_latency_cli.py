@@ -65,6 +65,7 @@ def test_profile_writes_a_table_of_per_block_differences(tmp_path, capsys, monke
 
     monkeypatch.setattr(bench, "time_interleaved", fake_time)
     monkeypatch.setattr(prof, "MAX_WORKERS", 4)
+    monkeypatch.setattr(prof, "SESSIONS", 3)
     monkeypatch.setattr(prof, "CHECK_NETWORKS", 0)  # the dense network alone: its sum of blocks matches (scale 1)
     out = tmp_path / "lut.json"
     assert main(["profile-latency", "--model", NANO, "--backend", "torch", "--batch", "2", "--width-steps", "1",
@@ -161,6 +162,7 @@ def test_profile_scales_the_blocks_to_the_whole_mixed_networks(tmp_path, capsys,
 
     monkeypatch.setattr(bench, "time_interleaved", fake_time)
     monkeypatch.setattr(prof, "MAX_WORKERS", 4)
+    monkeypatch.setattr(prof, "SESSIONS", 3)
     monkeypatch.setattr(prof, "CHECK_NETWORKS", 3)
     out = tmp_path / "lut.json"
     assert main(["profile-latency", "--model", NANO, "--backend", "torch", "--batch", "2", "--width-steps", "1",
