@@ -1,7 +1,9 @@
 """The offline demo on real data: scikit-learn's handwritten digits (1,797 8x8 images, 10
 classes) upsampled to 32x32, a pre-trained ViT-Nano teacher (shipped with the package, made by
 `benchmarks/digits_teacher.py`; or trained from scratch), then SPViT compression to about half
-its MACs, fine-tuning with distillation and materialization; `DIR/report.json`.
+its MACs, fine-tuning with distillation and materialization; `DIR/report.json`. With a target speedup
+(`run_demo(out, target_speedup=1.5)`) the demo profiles a latency table of the model on ONNX Runtime
+(`DIR/lut.json`, batch 16) and compresses to that measured speedup instead of the MACs target.
 
 Every step is resumable and idempotent: a re-run skips what is done and continues what was
 interrupted. The demo runs every stage (train, export, bench), so it sits above them all.
@@ -11,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +32,8 @@ from .train.report import environment
 MODEL = "vit_nano_patch4_32"
 IMG = 32
 SHIPPED_TEACHER = Path(__file__).resolve().parent / "data" / "digits_teacher"
+CLASSES = 10
+LATENCY_BACKEND, LATENCY_BATCH = "onnxruntime", 16  # the latency-targeted demo: ONNX Runtime on this CPU, batch 16
 
 
 @dataclass(frozen=True)
@@ -85,11 +91,16 @@ def prepare_digits(root: Path, seed: int = 0, val_fraction: float = 0.2, per_cla
 
 
 def demo_config(data_root: Path, plan: DemoPlan, teacher_weights: Path, seed: int) -> TrainConfig:
-    """The compress config of the demo: ViT-Nano from the teacher's weights, target half the MACs."""
-    from .train.config import config_for
+    """The compress config of the demo: ViT-Nano from the teacher's weights, target half the MACs (what
+    `config_for` gives for the ten digit folders; the folders need not exist yet)."""
+    from .macs import cost
+    from .models import dims_for
+    from .train.config import make_config
 
-    return config_for(
-        MODEL, _data_cfg(data_root, plan), checkpoint=str(teacher_weights), target_ratio=plan.target_ratio, seed=seed, amp="none",
+    dims = dims_for(MODEL, num_classes=CLASSES)
+    return make_config(
+        MODEL, _data_cfg(data_root, plan), dims, cost(dims).gmacs, img_size=0, num_classes=0,
+        checkpoint=str(teacher_weights), target_ratio=plan.target_ratio, seed=seed, amp="none",
         distill="soft", distill_alpha=0.7, distill_tau=2.0, clip_grad=1.0, checkpoint_every=50,
         search_epochs=plan.search_epochs, search_lr=5e-4, search_gate_lr=1e-2, search_schedule="constant",
         finetune_epochs=plan.finetune_epochs, finetune_lr=1e-3, finetune_min_lr=1e-5, finetune_warmup_epochs=0.0,
@@ -228,18 +239,90 @@ def later_stages(run_dir: Path, out: Path, log: Any) -> dict[str, Any]:
     return res
 
 
+def latency_config(cfg: TrainConfig, lut: Path, target_speedup: float) -> TrainConfig:
+    """The demo's compress config with a speedup target on the latency table `lut` (batch 16) instead of
+    the MACs target."""
+    return replace(cfg, target_ratio=0.0, target_speedup=target_speedup, latency_lut=str(lut),
+                   latency_batch=LATENCY_BATCH)
+
+
+def check_demo_mode(out: Path, target_speedup: float | None) -> None:
+    """Refuse a folder that holds the demo's other mode, or a latency-targeted demo for another speedup: its
+    run, table and report would mix with this one (one line; reads only)."""
+    cfg_path, lut = out / "run" / "config.json", out / "lut.json"
+    if cfg_path.is_file():
+        had = float(json.loads(cfg_path.read_text()).get("target_speedup") or 0.0) or None
+    elif lut.exists():
+        had = -1.0  # a latency-targeted demo that stopped before its run started (speedup unknown)
+    else:
+        return
+    if target_speedup is None and had is not None:
+        raise SpvitError(f"'{out}' holds a latency-targeted demo (--target-speedup"
+                         f"{'' if had < 0 else f' {had:g}'}); use another --out for the plain demo")
+    if target_speedup is not None and had is None:
+        raise SpvitError(f"'{out}' holds the plain demo (a MACs target); use another --out for --target-speedup "
+                         f"{target_speedup:g}")
+    if target_speedup is not None and had not in (-1.0, target_speedup):
+        raise SpvitError(f"'{out}' holds the demo for --target-speedup {had:g}; use another --out for "
+                         f"--target-speedup {target_speedup:g}")
+
+
+def check_latency_target(cfg: TrainConfig) -> None:
+    """`compress`'s own checks of the config and its latency target (the table fits this machine, runtime and
+    model; the target lies between the dense model and every block skipped), before anything is written."""
+    from .models import dims_for
+    from .train.pipeline import resolve_latency
+
+    cfg.validate()
+    resolve_latency(cfg, dims_for(MODEL, num_classes=CLASSES))
+
+
+def latency_table(out: Path, cfg: TrainConfig, target_speedup: float, log: Any, progress: bool) -> bool:
+    """`out/lut.json`, the model's latency table on ONNX Runtime at batch 16, reused when `check_here` accepts
+    it, else profiled (into a temporary folder, moved into `out` once the target is checked); `cfg`'s target is
+    checked against it before anything is written. True when it was profiled here."""
+    from ._io import atomic_path
+    from .latency.profile import profile_latency
+
+    lut = out / "lut.json"
+    if lut.exists():
+        try:  # the table alone (check_here, this model, batch 16): a config without a target
+            check_latency_target(latency_config(cfg, lut, 0.0))
+        except SpvitError as e:
+            log(f"demo: [1/5] {lut} does not fit here ({e}); profiling it again")
+        else:
+            check_latency_target(latency_config(cfg, lut, target_speedup))
+            log(f"demo: [1/5] latency table: reusing {lut}")
+            return False
+    log(f"demo: [1/5] profiling the latency table of {MODEL} on ONNX Runtime (CPU, batch {LATENCY_BATCH}) -> {lut}")
+    with tempfile.TemporaryDirectory(prefix="spvit-demo-lut-") as tmp:
+        fresh = Path(tmp) / "lut.json"
+        profile_latency(MODEL, fresh, backend=LATENCY_BACKEND, batches=(LATENCY_BATCH,), num_classes=CLASSES,
+                        log=None if progress else (lambda msg: None))
+        check_latency_target(latency_config(cfg, fresh, target_speedup))
+        with atomic_path(lut) as part:
+            shutil.copyfile(fresh, part)
+    return True
+
+
 def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, export: bool = True, progress: bool = True,
-             threads: int = 0, train_from_scratch: bool = False) -> dict[str, Any]:
+             threads: int = 0, train_from_scratch: bool = False, target_speedup: float | None = None
+             ) -> dict[str, Any]:
     """The whole demo into `out` (resumable: a re-run continues or reuses what is there); the report.
 
     The teacher is the package's pre-trained one where it fits the split and recipe (not in
-    `quick` runs, whose subset it has partly seen); `train_from_scratch` trains it here instead."""
+    `quick` runs, whose subset it has partly seen); `train_from_scratch` trains it here instead.
+    `target_speedup`: compress to that speedup over the dense model, measured on ONNX Runtime (CPU, batch 16)
+    with a latency table profiled into `out/lut.json`, instead of half the MACs."""
     from .train.pipeline import compress
 
     out = Path(out)
     plan = QUICK if quick else DemoPlan()
     t0 = time.perf_counter()
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    if target_speedup is not None and not target_speedup > 0:
+        raise SpvitError(f"--target-speedup {target_speedup:g} must be positive (a speedup over the dense model)")
+    check_demo_mode(out, target_speedup)
     if threads:
         torch.set_num_threads(threads)
     parts: dict[str, float] = {}  # the parts this session computed (not reused)
@@ -251,7 +334,19 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, export: boo
             parts[name] = round(time.perf_counter() - t, 2)
         return r
 
-    log(f"demo: [1/4] digits -> {out / 'data'} (seeded stratified split, {plan.val_fraction:.0%} held out)")
+    run_dir = out / "run"
+    cfg = demo_config(out / "data", plan, out / "teacher" / "model.safetensors", seed)
+    run_done = (run_dir / "report.json").exists() and (run_dir / "model.safetensors").exists()
+    n, k = (5, 1) if target_speedup is not None else (4, 0)
+    if target_speedup is not None:
+        if run_done:
+            log(f"demo: [1/5] latency table: {out / 'lut.json'} (the run is complete)")
+        else:
+            t = time.perf_counter()
+            if latency_table(out, cfg, target_speedup, log, progress):
+                parts["latency_table"] = round(time.perf_counter() - t, 2)
+        cfg = latency_config(cfg, out / "lut.json", target_speedup)
+    log(f"demo: [{k + 1}/{n}] digits -> {out / 'data'} (seeded stratified split, {plan.val_fraction:.0%} held out)")
     split = timed("data", lambda: prepare_digits(out / "data", seed, plan.val_fraction, plan.per_class),
                   reused=(out / "data" / "split.json").exists())
     done = out / "teacher" / "teacher.json"
@@ -259,45 +354,50 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, export: boo
                                                                                           out / "teacher")
     if done.exists() and shipped is None:
         teacher = json.loads(done.read_text())
-        log(f"demo: [2/4] the dense {MODEL} teacher: reusing {done.parent} (held-out top-1 {teacher['top1']:.2f}%)")
+        log(f"demo: [{k + 2}/{n}] the dense {MODEL} teacher: reusing {done.parent} "
+            f"(held-out top-1 {teacher['top1']:.2f}%)")
     elif shipped is not None:
-        log(f"demo: [2/4] the dense {MODEL} teacher: pre-trained, shipped with the package "
+        log(f"demo: [{k + 2}/{n}] the dense {MODEL} teacher: pre-trained, shipped with the package "
             f"(held-out top-1 {shipped['top1']:.2f}%; --train-teacher trains one here)")
         teacher = shipped
     else:
-        log(f"demo: [2/4] training the dense {MODEL} teacher from scratch ({plan.teacher_epochs} epochs)")
+        log(f"demo: [{k + 2}/{n}] training the dense {MODEL} teacher from scratch ({plan.teacher_epochs} epochs)")
         teacher = timed("teacher", lambda: train_teacher(out / "data", out / "teacher", plan, seed, progress, threads),
                         reused=False)
-    run_dir = out / "run"
-    cfg = demo_config(out / "data", plan, out / "teacher" / "model.safetensors", seed)
-    log(f"demo: [3/4] SPViT: search {plan.search_epochs} epochs to {plan.target_ratio:.0%} of the MACs, fine-tune "
+    goal = (f"to {target_speedup:g}x the dense model's speed on ONNX Runtime (batch {LATENCY_BATCH}, calibrated "
+            "by timing)" if target_speedup is not None else f"to {plan.target_ratio:.0%} of the MACs")
+    log(f"demo: [{k + 3}/{n}] SPViT: search {plan.search_epochs} epochs {goal}, fine-tune "
         f"{plan.finetune_epochs} epochs with distillation, materialize -> {run_dir}")
-    if (run_dir / "report.json").exists() and (run_dir / "model.safetensors").exists():
+    if run_done:
         rep = json.loads((run_dir / "report.json").read_text())
     else:
         rep = timed("compress", lambda: compress(cfg, run_dir, resume=True, threads=threads, progress=progress),
                     reused=False)
-    log("demo: [4/4] export and benchmark (when installed)")
+    log(f"demo: [{k + 4}/{n}] export and benchmark (when installed)")
     later = timed("export_benchmark", lambda: later_stages(run_dir, out, log), reused=False) if export else {}
-    return _demo_report(out, plan, split, teacher, rep, later, parts, time.perf_counter() - t0, quick)
+    return _demo_report(out, plan, split, teacher, rep, later, parts, time.perf_counter() - t0, quick,
+                        target_speedup)
 
 
 def _demo_report(out: Path, plan: DemoPlan, split: dict[str, Any], teacher: dict[str, Any], rep: dict[str, Any],
-                 later: dict[str, Any], parts: dict[str, float], session: float, quick: bool) -> dict[str, Any]:
+                 later: dict[str, Any], parts: dict[str, float], session: float, quick: bool,
+                 target_speedup: float | None = None) -> dict[str, Any]:
     """`out/report.json` and `out/report.md`; `seconds` sums the sessions that trained something."""
     timings_path = out / "timings.json"
     sessions = json.loads(timings_path.read_text())["sessions"] if timings_path.exists() else []
-    if {"data", "teacher", "compress"} & set(parts):
+    if {"data", "teacher", "compress", "latency_table"} & set(parts):
         sessions.append({"seconds": round(session, 2), "parts": parts})
         write_json(timings_path, {"sessions": sessions})
     d, c = rep["dense"], rep["compressed"]
     report = {
         "dense": {"top1": d["top1"], "top5": d["top5"], "gmacs": d["gmacs"], "params": d["params"]},
         "compressed": {"top1": c["top1"], "top5": c["top5"], "gmacs": c["gmacs"], "params": c["params"],
-                       "macs_ratio": round(c["gmacs"] / d["gmacs"], 4), "target_ratio": plan.target_ratio,
+                       "macs_ratio": round(c["gmacs"] / d["gmacs"], 4),
+                       "target_ratio": plan.target_ratio if target_speedup is None else None,
                        "target_error": rep["arch"]["target_error"], "ops": rep["arch"]["ops"],
                        "ffn_widths": rep["arch"]["ffn_widths"]},
         "top1_change": round(c["top1"] - d["top1"], 4),
+        **({"latency": latency_summary(rep["latency"], target_speedup)} if target_speedup is not None else {}),
         "seconds": round(sum(s["seconds"] for s in sessions), 2),
         "sessions": sessions,
         "quick": quick,
@@ -313,19 +413,69 @@ def _demo_report(out: Path, plan: DemoPlan, split: dict[str, Any], teacher: dict
     return report
 
 
+def latency_summary(lat: dict[str, Any], target_speedup: float) -> dict[str, Any]:
+    """The demo report's latency section from the run's (`compress`'s `report.json` `latency`): target,
+    predicted and measured speedup, the miss, the calibration's iterations."""
+    m = lat.get("measured") or {}
+    measured = {k: m.get(k) for k in ("dense_ms", "compressed_ms", "speedup", "p50_speedup")}
+    return {"table": "lut.json", "backend": lat["backend"], "batch": lat["batch"], "threads": lat["threads"],
+            "target_speedup": target_speedup, "predicted_speedup": lat["predicted_speedup"],
+            "predicted_ms": lat["predicted_ms"], "dense_predicted_ms": lat["dense_predicted_ms"],
+            "measured": measured,
+            "miss": round(m["speedup"] / target_speedup - 1, 4) if m.get("speedup") else None,
+            "calibration": lat.get("calibration")}
+
+
+def _latency_markdown(r: dict[str, Any]) -> list[str]:
+    lat, c = r["latency"], r["compressed"]
+    m, cal = lat["measured"], lat["calibration"]
+    profiled = [s["parts"]["latency_table"] for s in r["sessions"] if "latency_table" in s["parts"]]
+    lines = [
+        f"Latency target: {lat['target_speedup']:g}x the dense model's speed on {lat['backend']} (CPU, batch "
+        f"{lat['batch']}, {lat['threads']} threads), latency table `lut.json`"
+        f"{f' profiled in {profiled[-1]:.0f} s' if profiled else ''}.", "",
+        "| speedup over the dense model | value | ms per batch (dense -> compressed) |", "|---|---:|---:|",
+        f"| target | {lat['target_speedup']:.3f}x | |",
+        f"| predicted by the table | {lat['predicted_speedup']:.3f}x | {lat['dense_predicted_ms']:.4g} -> "
+        f"{lat['predicted_ms']:.4g} |",
+    ]
+    if m.get("speedup"):
+        lines.append(f"| measured (dense and compressed timed interleaved, after fine-tuning) | {m['speedup']:.3f}x | "
+                     f"{m['dense_ms']:.4g} -> {m['compressed_ms']:.4g} |")
+        lines += ["", f"Measured speedup {100 * lat['miss']:+.1f}% off the target."]
+    if cal:
+        its = "; ".join(f"{i['goal_predicted_speedup']:.3f}x -> {i['measured_speedup']:.3f}x"
+                        for i in cal["iterations"])
+        lines.append(f"Calibration before fine-tuning (predicted speedup asked -> measured, random weights): {its}; "
+                     f"kept iteration {cal['chosen'] + 1} of {len(cal['iterations'])}.")
+    lines += ["", f"Compressed MACs: {100 * c['macs_ratio']:.1f}% of the dense model ({1 / c['macs_ratio']:.2f}x "
+                  f"fewer); top-1 change {r['top1_change']:+.2f} points."]
+    return lines
+
+
 def _demo_markdown(r: dict[str, Any]) -> str:
     d, c, s = r["dense"], r["compressed"], r["data"]
+    lat = "latency" in r
     lines = [
-        "# spvit-deploy demo: SPViT on real handwritten digits, offline, on a CPU", "",
+        f"# spvit-deploy demo: SPViT{' to a latency target' if lat else ''} on real handwritten digits, offline, "
+        "on a CPU", "",
         f"Data: scikit-learn's digits ({s['train']} train / {s['val']} held-out images, 8x8 upsampled to 32x32, "
         f"stratified split with seed {s['seed']}{', quick subset' if r['quick'] else ''}). "
         f"Model: {MODEL} teacher trained from scratch for {r['teacher']['epochs']} epochs"
-        f"{' (pre-trained, shipped with the package)' if r['teacher'].get('source') else ' (in this run)'}.", "",
+        f"{' (pre-trained, shipped with the package)' if r['teacher'].get('source') else ' (in this run)'}."
+        + (f" SPViT: search {r['plan']['search_epochs']} epochs, fine-tune {r['plan']['finetune_epochs']} epochs."
+           if lat else ""), "",
         "| model | held-out top-1 (%) | top-5 (%) | GMACs | params |", "|---|---|---|---|---|",
         f"| dense teacher | {d['top1']:.2f} | {d['top5']:.2f} | {d['gmacs']:.4g} | {d['params']:,} |",
         f"| SPViT compressed | {c['top1']:.2f} | {c['top5']:.2f} | {c['gmacs']:.4g} | {c['params']:,} |", "",
-        f"Compressed MACs: {100 * c['macs_ratio']:.1f}% of the dense model (target {100 * c['target_ratio']:.0f}%, "
-        f"architecture {100 * c['target_error']:+.2f}% off the target); top-1 change {r['top1_change']:+.2f} points.",
+    ]
+    if lat:
+        lines += _latency_markdown(r)
+    else:
+        lines.append(f"Compressed MACs: {100 * c['macs_ratio']:.1f}% of the dense model (target "
+                     f"{100 * c['target_ratio']:.0f}%, architecture {100 * c['target_error']:+.2f}% off the target); "
+                     f"top-1 change {r['top1_change']:+.2f} points.")
+    lines += [
         f"Attention per block: {' '.join(c['ops'])}; FFN widths: {' '.join(map(str, c['ffn_widths']))}.", "",
         f"Time: {r['seconds']:.0f} s on {r['environment']['threads']} threads. Details: `run/report.md` "
         "(per-block choices, search plot), `run/metrics.jsonl`.",
