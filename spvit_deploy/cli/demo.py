@@ -1,7 +1,8 @@
 """`spvit-deploy demo`: offline, on real data: a ViT-Nano teacher pre-trained on scikit-learn's
 digits (shipped; `--train-teacher` trains it here), compressed with SPViT to half its MACs,
 fine-tuned, materialized, exported and benchmarked. `--target-speedup R` compresses to R times the dense
-model's measured speed on ONNX Runtime (CPU, batch 16) instead, with a latency table profiled into DIR.
+model's measured speed on ONNX Runtime (CPU, batch 16) instead, with a latency table profiled into the
+--out folder.
 
 Python: `spvit_deploy.run_demo("demo")`, `run_demo("demo", target_speedup=1.5)`. Re-running continues or
 reuses what is in DIR.
@@ -25,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-export", action="store_true", help="skip ONNX export and benchmark")
     p.add_argument("--target-speedup", type=float, default=None, metavar="R",
-                   help="latency-targeted: profile DIR/lut.json on ONNX Runtime (CPU, batch 16) and compress to R "
-                        "times the dense model's speed, calibrated and measured by timing (instead of half the MACs)")
+                   help="latency-targeted: profile a latency table (lut.json in --out) on ONNX Runtime (CPU, batch "
+                        "16), compress to R times the dense model's speed, calibrated and measured by timing "
+                        "(instead of half the MACs)")
     p.add_argument("--no-progress", action="store_true")
     add_json_option(p)
     return p
