@@ -32,7 +32,7 @@ class Worker:
     """A `spvit_deploy.bench.worker` process holding one model on one backend."""
 
     def __init__(self, backend: str, path: str, threads: int, batch: int, input_shape: Sequence[int],
-                 seed: int) -> None:
+                 seed: int, wait: bool = True) -> None:
         env = dict(os.environ)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env["OMP_NUM_THREADS"] = str(threads)
@@ -43,19 +43,34 @@ class Worker:
         )
         cfg = {"backend": backend, "path": path, "threads": threads, "batch": batch,
                "input_shape": list(input_shape), "seed": seed}
-        try:
-            self.loaded = self._ask(cfg)
-        except BaseException:
-            self.close()
-            raise
+        self.loaded: dict[str, Any] = {}
+        self._send(cfg)
+        if wait:
+            self.wait_loaded()
 
-    def _ask(self, msg: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    def wait_loaded(self) -> None:
+        """Wait for the model to be loaded (a worker made with `wait=False` loads while others start)."""
+        if not self.loaded:
+            try:
+                self.loaded = self._reply()
+            except BaseException:
+                self.close()
+                raise
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps(msg) + "\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
             pass
+
+    def _ask(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self._send(msg)
+        return self._reply()
+
+    def _reply(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait()
@@ -112,8 +127,10 @@ def time_interleaved(backend: str, paths: dict[str, str], batch: int, input_shap
     threads = settings.resolved_threads
     workers: dict[str, Worker] = {}
     try:
-        for v, p in paths.items():  # load one after the other: loading is not timed
-            workers[v] = Worker(backend, p, threads, batch, input_shape, settings.seed)
+        for v, p in paths.items():  # start every worker, then wait for each to load (loading is not timed)
+            workers[v] = Worker(backend, p, threads, batch, input_shape, settings.seed, wait=False)
+        for w in workers.values():
+            w.wait_loaded()
         outputs = {v: w.output() for v, w in workers.items()}
         for w in workers.values():
             w.run(settings.warmup)
