@@ -96,7 +96,7 @@ def markdown(res: dict[str, Any]) -> str:
              f"does). Every architecture is exported and timed against the dense model by `measure_speedup` (random "
              f"weights, interleaved, batch {res['batch']}, the median of {SESSIONS} independent sessions; the sessions' "
              f"speedups are in the json). Machine: {env['cpu_model']} ({', '.join(env['cpu_flags'])}), "
-             f"{env.get('threads', '?')} threads, onnxruntime {env['versions'].get('onnxruntime')}.", "",
+             f"{env.get('threads') or env.get('usable_cpus')} threads, onnxruntime {env['versions'].get('onnxruntime')}.", "",
              "| model | goal | mode | MACs ratio | predicted speedup | measured speedup | miss vs goal |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for m in res["models"].values():
