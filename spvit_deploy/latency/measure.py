@@ -89,7 +89,7 @@ SESSIONS = 5  # independent timings (fresh worker processes) per speedup measure
 
 
 def session_speedup(backend: str, paths: dict[str, str], batch: int, input_shape: Any, settings: Any,
-                    sessions: int = SESSIONS, dense: str = "dense", other: str = "compressed") -> dict[str, Any]:
+                    sessions: int | None = None, dense: str = "dense", other: str = "compressed") -> dict[str, Any]:
     """`other` against `dense`, timed interleaved in `sessions` independent sessions (fresh worker processes; the
     iterations and rounds of `settings` split between them): per session the `paired_speedup`; the result is the
     median session. One session on a shared VM now and then lands badly for one of its two processes (measured
@@ -101,6 +101,7 @@ def session_speedup(backend: str, paths: dict[str, str], batch: int, input_shape
     from ..bench.harness import time_interleaved
     from .calibrate import paired_speedup
 
+    sessions = sessions or SESSIONS
     per = replace(settings, iters=max(1, -(-settings.iters // sessions)), rounds=max(1, -(-settings.rounds // sessions)))
     runs = []
     for _ in range(sessions):
@@ -119,7 +120,7 @@ def session_speedup(backend: str, paths: dict[str, str], batch: int, input_shape
 
 
 def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 60, warmup: int = 3,
-                rounds: int = 20, sessions: int = SESSIONS, log: Callable[[str], None] | None = None
+                rounds: int = 20, sessions: int | None = None, log: Callable[[str], None] | None = None
                 ) -> dict[str, Any]:
     """The run's materialized network against its dense model on the table's runtime at `batch` (exported as
     `spvit_deploy.bench` exports them, the table's backend and threads), timed by `session_speedup`: p50 ms of
@@ -144,12 +145,12 @@ def measure_run(run: str | Path, lut: LatencyTable, batch: int, *, iters: int = 
                             sessions)
     return {"backend": lut.backend, "batch": batch, "threads": lut.threads, "iters": iters, "rounds": rounds,
             "dense_ms": m["dense_ms"], "compressed_ms": m["ms"], "speedup": m["speedup"],
-            "p50_speedup": m["p50_speedup"], "session_speedups": m["session_speedups"], "sessions": sessions,
+            "p50_speedup": m["p50_speedup"], "session_speedups": m["session_speedups"], "sessions": m["sessions"],
             "other_cpu_pct": m["other_cpu_pct"]}
 
 
 def measure_speedup(spec: ArchSpec, lut: LatencyTable, batch: int, *, iters: int = 60, rounds: int = 20,
-                    sessions: int = SESSIONS, seed: int = 0, log: Callable[[str], None] | None = None
+                    sessions: int | None = None, seed: int = 0, log: Callable[[str], None] | None = None
                     ) -> dict[str, Any]:
     """`spec` (materialized) and the dense model (timm's, as `measure_run` and the table time it), random weights,
     exported as the table's networks were and timed by `session_speedup` on the table's runtime at `batch`:
@@ -163,8 +164,30 @@ def measure_speedup(spec: ArchSpec, lut: LatencyTable, batch: int, *, iters: int
     blocks = [(b.attn, b.ffn_width) for b in spec.blocks]
     settings = BenchSettings(backends=(lut.backend,), batches=(batch,), threads=lut.threads, iters=iters,
                              warmup=3, rounds=rounds, seed=seed)
+    key = (lut.model, lut.num_classes, lut.img_size, lut.backend, seed)
+    if key not in _DENSE_GRAPHS:  # the dense graph is the same for every candidate of a calibration: made once
+        _DENSE_GRAPHS[key] = build_graphs(lut.model, dims, [], lut.backend, Path(_graph_dir()), seed,
+                                          log or (lambda m: None), prefix=f"{len(_DENSE_GRAPHS)}_")["dense"]
     with tempfile.TemporaryDirectory(prefix="spvit-calibrate-") as tmp:
         paths = build_graphs(lut.model, dims, [("candidate", blocks)], lut.backend, Path(tmp), seed,
-                             log or (lambda m: None))
-        return session_speedup(lut.backend, paths, batch, (dims.in_chans, dims.img_size, dims.img_size), settings,
-                               sessions, other="candidate")
+                             log or (lambda m: None), dense=False)
+        return session_speedup(lut.backend, {"dense": _DENSE_GRAPHS[key], **paths}, batch,
+                               (dims.in_chans, dims.img_size, dims.img_size), settings, sessions, other="candidate")
+
+
+_DENSE_GRAPHS: dict[tuple[Any, ...], str] = {}  # (model, classes, size, backend, seed) -> the exported dense graph
+
+
+def _graph_dir() -> str:
+    """A folder for this process's cached graphs, removed when the process exits."""
+    global _GRAPH_DIR
+    if _GRAPH_DIR is None:
+        import atexit
+        import shutil
+
+        _GRAPH_DIR = tempfile.mkdtemp(prefix="spvit-dense-graphs-")
+        atexit.register(shutil.rmtree, _GRAPH_DIR, True)
+    return _GRAPH_DIR
+
+
+_GRAPH_DIR: str | None = None

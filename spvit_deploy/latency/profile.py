@@ -215,8 +215,9 @@ def profile_latency(
 
 
 def build_graphs(name: str, dims: Any, configs: list[tuple[str, list[tuple[str, int]]]], backend: str, tmp: Path,
-                 seed: int, say: Callable[[str], None]) -> dict[str, str]:
-    """Export (or pickle) every profiled network and the dense one: {label: path}."""
+                 seed: int, say: Callable[[str], None], dense: bool = True, prefix: str = "") -> dict[str, str]:
+    """Export (or pickle) every profiled network and (`dense`) the dense one into `tmp`, file names starting with
+    `prefix`: {label: path}."""
     import torch
 
     from ..bench.backends import BACKENDS
@@ -228,17 +229,19 @@ def build_graphs(name: str, dims: Any, configs: list[tuple[str, list[tuple[str, 
     from ..supernet import to_supernet
 
     torch.manual_seed(seed)
-    dense = randomize_constants(create_dense(name, num_classes=dims.num_classes, img_size=dims.img_size), seed).eval()
-    fam = family_of(dense, name)
-    supernet = to_supernet(copy.deepcopy(dense)).eval()
+    dense_net = randomize_constants(create_dense(name, num_classes=dims.num_classes, img_size=dims.img_size),
+                                    seed).eval()
+    fam = family_of(dense_net, name)
+    supernet = to_supernet(copy.deepcopy(dense_net)).eval()
     kind = BACKENDS[backend].artifact
     nets = [(label, _spec(name, dims, dims.img_size, blocks, fam.name, fam.conv_scope)) for label, blocks in configs]
-    nets.append(("dense", dense_spec(dense, name)))
+    if dense:
+        nets.append(("dense", dense_spec(dense_net, name)))
     paths = {}
     for k, (label, spec) in enumerate(nets, 1):
         t = time.perf_counter()
-        module = dense if label == "dense" else materialize(supernet, spec)
-        path = tmp / f"{label.replace(':', '_')}.{kind if kind == 'onnx' else 'pt'}"
+        module = dense_net if label == "dense" else materialize(supernet, spec)
+        path = tmp / f"{prefix}{label.replace(':', '_')}.{kind if kind == 'onnx' else 'pt'}"
         if kind == "onnx":
             export_onnx(module, path, spec=spec, variant="dense" if label == "dense" else "compressed",
                         check_batches=(1,), seed=seed)

@@ -107,12 +107,13 @@ def quick_latency_demo(tmp_path_factory):
     made-up one (profiling the nano model for real takes a minute; the table's arithmetic is tested with known
     timings in test_latency_cli.py), everything after it is real: the calibration times its candidates against
     the dense model on ONNX Runtime and corrects the made-up table with what it measured, and the fine-tuned
-    network is measured."""
+    network is measured (one timing session each; the median over sessions is tested in test_measure.py)."""
     out = tmp_path_factory.mktemp("latdemo") / "demo"
     printed = io.StringIO()
     fake = FakeProfile()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setattr("spvit_deploy.latency.profile.profile_latency", fake)
+        mp.setattr("spvit_deploy.latency.measure.SESSIONS", 1)  # one timing session per measurement (test time)
         rc = main(["demo", "--out", str(out), "--quick", "--no-export", "--no-progress", "--target-speedup", "1.3"])
     assert rc == 0 and fake.calls == [("onnxruntime", (16,), 10)]
     return out, json.loads((out / "report.json").read_text()), printed.getvalue()
