@@ -185,24 +185,3 @@ def test_profile_scales_the_blocks_to_the_whole_mixed_networks(tmp_path, capsys,
     old["batches"]["2"].pop("correction")  # tables profiled before the correction still load (unscaled)
     out.write_text(json.dumps(old))
     assert load_lut(out).table(2).correction is None
-
-
-@pytest.mark.slow
-def test_compress_to_a_speedup_calibrates_and_measures_on_onnxruntime(digits, tmp_path, capsys, monkeypatch) -> None:
-    """The whole latency-targeted path with real timing: the derivation is calibrated against the dense model
-    on ONNX Runtime (exported, timed interleaved), fine-tuned, and the materialized network measured; the
-    table's numbers are made up, so the calibration has to correct them with what it measured. One timing
-    session per measurement (the median over sessions is tested in test_measure.py)."""
-    monkeypatch.setattr("spvit_deploy.latency.measure.SESSIONS", 1)
-    argv = compress_argv(digits, tmp_path, "--target-speedup", "1.3", "--latency-lut", write_lut(tmp_path),
-                         "--latency-batch", "1", "--search-epochs", "1", "--finetune-epochs", "1", "--amp", "none",
-                         "--distill", "none", "--batch-size", "8")
-    assert main(argv) == 0, capsys.readouterr().err
-    rep = json.loads((tmp_path / "run" / "report.json").read_text())["latency"]
-    cal = rep["calibration"]
-    assert 1 <= cal["timed"] <= 4 and cal["iterations"][cal["chosen"]]["measured_speedup"] > 0
-    assert all(i["measured_dense_ms"] > 0 and i["measured_ms"] > 0 for i in cal["iterations"])
-    assert rep["measured"]["compressed_ms"] > 0 and rep["measured"]["speedup"] > 0 and rep["measured"]["sessions"] == 1
-    assert rep["measured_speedup_vs_target"] == pytest.approx(rep["measured"]["speedup"] / 1.3 - 1, abs=1e-3)
-    arch = json.loads((tmp_path / "run" / "arch.json").read_text())
-    assert arch["extra"]["latency_calibration"]["chosen"] == cal["chosen"]

@@ -137,6 +137,11 @@ def test_quick_latency_demo_reports_target_predicted_and_measured_speedup(quick_
     assert lat["predicted_speedup"] == run_lat["predicted_speedup"] > 1.0
     cal = lat["calibration"]
     assert 1 <= len(cal["iterations"]) <= 4 and cal["iterations"][cal["chosen"]]["measured_speedup"] > 1.0
+    assert all(i["measured_dense_ms"] > 0 and i["measured_ms"] > 0 for i in cal["iterations"])
+    assert run_lat["measured"]["sessions"] == 1 and run_lat["calibration"] == cal
+    assert run_lat["measured_speedup_vs_target"] == pytest.approx(m["speedup"] / 1.3 - 1, abs=1e-3)
+    arch = json.loads((out / "run" / "arch.json").read_text())  # the calibration is recorded with the architecture
+    assert arch["extra"]["latency_calibration"]["chosen"] == cal["chosen"]
     c, d = rep["compressed"], rep["dense"]
     assert c["macs_ratio"] == pytest.approx(c["gmacs"] / d["gmacs"], abs=1e-4) and c["macs_ratio"] < 1.0
     assert c["target_ratio"] is None and 0 <= c["top1"] <= 100 and rep["seconds"] > 0
