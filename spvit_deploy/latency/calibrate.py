@@ -46,12 +46,13 @@ def _key(spec: ArchSpec) -> tuple[Any, ...]:
 
 def calibrate(derive: Callable[[float], ArchSpec], measure: Callable[[ArchSpec], dict[str, float]],
               target_speedup: float, dense_ms: float, floor_ms: float, *, tolerance: float = TOLERANCE,
-              max_iters: int = MAX_ITERS, log: Callable[[str], None] | None = None
+              max_iters: int | None = None, log: Callable[[str], None] | None = None
               ) -> tuple[ArchSpec, dict[str, Any]]:
     """The derived architecture whose measured speedup is closest to `target_speedup`, and the record of the
     iterations. `derive(ms)` derives at a predicted target of `ms`; `measure(spec)` times it against the dense
     model ({dense_ms, ms, speedup}); `dense_ms`/`floor_ms` are the predicted dense and fastest latencies."""
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    max_iters = max_iters or MAX_ITERS
     p_max = dense_ms / floor_ms * 0.999
     p = min(max(target_speedup, 1.0), p_max)  # the predicted speedup asked of the derivation
     steps: list[dict[str, Any]] = []

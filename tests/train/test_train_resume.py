@@ -14,7 +14,7 @@ from train_testing import NANO, run_cli, start_cli, wait_for
 
 def args(data: Path, out: Path) -> list[str]:
     return ["compress", "--model", NANO, "--data", str(data), "--no-pretrained", "--out", str(out),
-            "--target-ratio", "0.5", "--search-epochs", "4", "--finetune-epochs", "4", "--batch-size", "4",
+            "--target-ratio", "0.5", "--search-epochs", "3", "--finetune-epochs", "3", "--batch-size", "4",
             "--lr", "1e-3", "--gate-lr", "1e-2", "--distill", "soft", "--amp", "none", "--checkpoint-every", "2",
             "--threads", "1", "--no-progress"]
 
