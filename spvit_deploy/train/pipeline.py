@@ -132,6 +132,10 @@ def open_job(cfg: TrainConfig, out: str | Path, stages: tuple[str, ...], resume:
     try:
         for stage in stages:  # every rank reads, then rank 0 writes: no rank sees this job's own files
             _claim_stage(out, stage, cfg, resume)
+        torch.manual_seed(cfg.seed)  # random weights are the same on every rank and in every run
+        if dense is None:  # before the run folder is written: a damaged checkpoint leaves nothing behind
+            dense = create_dense(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None,
+                                 num_classes=dims.num_classes, img_size=cfg.img_size or None)
         rt.barrier()
         if rt.is_main:
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -141,10 +145,6 @@ def open_job(cfg: TrainConfig, out: str | Path, stages: tuple[str, ...], resume:
                 if not side.exists():
                     write_json(side, cfg.to_dict())
         rt.barrier()
-        torch.manual_seed(cfg.seed)  # random weights are the same on every rank and in every run
-        if dense is None:
-            dense = create_dense(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint or None,
-                                 num_classes=dims.num_classes, img_size=cfg.img_size or None)
         dense = dense.to(rt.device).eval().requires_grad_(False)  # stages train deep copies of it
         teacher = None
         if cfg.distill != "none":

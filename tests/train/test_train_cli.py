@@ -32,12 +32,17 @@ def empty_class(digits, tmp_path):
     ("above dense", ["--target-gmacs", "1.0"], "is above the dense model's 0.02261 GMACs"),
     ("unreachable", ["--target-gmacs", "0.0001"], "is below the smallest reachable 0.0001972 GMACs"),
     ("unknown model", ["--target-ratio", "0.5"], "unknown model 'deit_x'"),
+    ("damaged checkpoint", ["--target-ratio", "0.5"], "cannot read checkpoint '{tmp}/bad.pth'"),
 ])
 def test_bad_input_is_one_line(digits, empty_class, tmp_path, capsys, case, extra, message) -> None:
     data = {"missing data": tmp_path / "nowhere", "empty class": empty_class}.get(case, digits)
     argv = base(data, tmp_path / "out") + extra
     if case == "unknown model":
         argv[argv.index(NANO)] = "deit_x"
+    if case == "damaged checkpoint":  # read before the run folder is written
+        (tmp_path / "bad.pth").write_text("garbage")
+        argv[argv.index("--no-pretrained")] = "--checkpoint"
+        argv.insert(argv.index("--checkpoint") + 1, str(tmp_path / "bad.pth"))
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message.format(tmp=tmp_path) in err and "\n" not in err and "Traceback" not in err
